@@ -1,0 +1,40 @@
+"""spec-graph: Speculative Thinking as a LangGraph state graph.
+
+A small reasoning model writes; at each step boundary its next words are classified, and on a
+reflection or verification cue a larger target model writes that stretch instead.
+"""
+
+from spec_graph._version import __version__
+from spec_graph.classification import StepCategory, StepClassification, classify_step
+from spec_graph.config import PRESETS, SpeculativeThinkingConfig, resolve_config
+from spec_graph.generators import Generator, GeneratorSession, ScriptedGenerator
+from spec_graph.graph import SpecContext, build_graph
+from spec_graph.thinker import SpecResult, SpeculativeThinker, split_reasoning
+
+__all__ = [
+    "PRESETS",
+    "Generator",
+    "GeneratorSession",
+    "HFGenerator",
+    "ScriptedGenerator",
+    "SpecContext",
+    "SpecResult",
+    "SpeculativeThinker",
+    "SpeculativeThinkingConfig",
+    "StepCategory",
+    "StepClassification",
+    "__version__",
+    "build_graph",
+    "classify_step",
+    "resolve_config",
+    "split_reasoning",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "HFGenerator":
+        from spec_graph.generators.hf import HFGenerator
+
+        return HFGenerator
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

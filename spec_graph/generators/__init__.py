@@ -1,0 +1,24 @@
+"""Models behind the graph: the protocol, a local transformers generator and a scripted one."""
+
+from spec_graph.generators.base import GenerateRequest, Generator, GeneratorSession, Segment, Span
+from spec_graph.generators.scripted import EOS, ScriptedGenerator
+
+__all__ = [
+    "EOS",
+    "GenerateRequest",
+    "Generator",
+    "GeneratorSession",
+    "HFGenerator",
+    "ScriptedGenerator",
+    "Segment",
+    "Span",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "HFGenerator":  # imports torch and transformers only when asked for
+        from spec_graph.generators.hf import HFGenerator
+
+        return HFGenerator
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,0 +1,141 @@
+"""The protocol between the graph and a model.
+
+A :class:`Generator` is a loaded model (local or served). For each run it opens a
+:class:`GeneratorSession`, which owns that run's state for the model (token ids, KV cache,
+random generator). The graph hands a session the whole trace every time; the session works out
+what it has not seen yet, so a model that catches up after the other one wrote only processes
+the new text, and a discarded probe is undone by cropping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+Author = Literal["small", "target", "injected"]
+SegmentFinish = Literal["trigger", "eos", "length", "stop", "time"]
+
+
+class Span(TypedDict):
+    """One piece of the trace: who wrote it, why, and its tokens in the author's tokenizer."""
+
+    author: Author
+    reason: str
+    text: str
+    token_ids: list[int]
+    tokenizer: str | None
+    """The author's :attr:`Generator.tokenizer_key`; ``None`` for injected text."""
+    boundary: bool
+    """Whether the span ends on a trigger string written by its author."""
+
+
+@dataclass
+class GenerateRequest:
+    """What one call to :meth:`GeneratorSession.generate` should write."""
+
+    max_tokens: int
+    triggers: tuple[str, ...] = ("\n\n",)
+    stop_at_trigger: bool = True
+    """Stop right after the token that completes a trigger string (else only record it)."""
+    stop: tuple[str, ...] = ()
+    """User stop strings: generation ends as soon as one appears in the text."""
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    """Seeds the session's random generator on its first sampled token."""
+    deadline: float | None = None
+    """A ``time.monotonic()`` value after which generation stops with finish ``"time"``."""
+    on_text: Callable[[str], None] | None = None
+    """Called with each new piece of decoded text as it is written."""
+
+    def __post_init__(self) -> None:
+        """Validate the request."""
+        if self.max_tokens < 1:
+            msg = f"max_tokens must be >= 1, got {self.max_tokens}"
+            raise ValueError(msg)
+
+
+@dataclass
+class Segment:
+    """What a session wrote in one call."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: SegmentFinish
+    first_boundary: tuple[int, int] | None = None
+    """``(tokens, chars)`` up to and including the first token that completed a trigger."""
+    prefill_tokens: int = 0
+    """Tokens the model had to process before writing (catching up on the trace)."""
+    elapsed: float = 0.0
+    """Wall time of the call in seconds, catching up included."""
+    logprobs: list[float] | None = field(default=None, repr=False)
+    """Log-probability of each written token under the model's unwarped distribution."""
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens written, end-of-turn token included."""
+        return len(self.token_ids)
+
+
+@runtime_checkable
+class GeneratorSession(Protocol):
+    """One run's view of one model."""
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of the rendered conversation (the prompt)."""
+        ...
+
+    @property
+    def tokenizer_key(self) -> str:
+        """The generator's tokenizer key (see :attr:`Generator.tokenizer_key`)."""
+        ...
+
+    def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
+        """Continue ``trace`` (the assistant text so far) and return what was written."""
+        ...
+
+    def close(self) -> None:
+        """Free the run's caches."""
+        ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A model the graph can ask to write."""
+
+    @property
+    def name(self) -> str:
+        """A display name, e.g. the model id."""
+        ...
+
+    @property
+    def tokenizer_key(self) -> str:
+        """Equal keys mean token ids can be passed between the two models unchanged."""
+        ...
+
+    def start(self, messages: Sequence[Mapping[str, Any]]) -> GeneratorSession:
+        """Open a session for a conversation of ``{"role", "content"}`` messages."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in this model's tokenizer."""
+        ...
+
+
+def find_trigger(text: str, triggers: Sequence[str], start: int) -> int | None:
+    r"""Index just past the first trigger occurrence that ends at or after ``start``.
+
+    ``start`` is where the newly written text begins in ``text``; a trigger that began in
+    earlier text but is completed by new text counts (so ``".\\n"`` then ``"\\n"`` is a boundary).
+    """
+    best: int | None = None
+    for trig in triggers:
+        pos = text.find(trig, max(0, start - len(trig) + 1))
+        if pos >= 0:
+            end = pos + len(trig)
+            if best is None or end < best:
+                best = end
+    return best

@@ -1,0 +1,410 @@
+"""A local Hugging Face transformers model as a :class:`~spec_graph.generators.base.Generator`.
+
+Per run, a session keeps the token ids whose keys and values sit in its KV cache. Before each
+call it rebuilds the ids of the trace (its own spans and those of a same-tokenizer model pass
+unchanged; text from a model with another tokenizer is re-tokenized at the seam), crops the
+cache to the longest common prefix with what it holds, and prefills only the rest. Then one
+forward pass per written token. A discarded probe is thus undone by cropping, never by copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from spec_graph.generators import hf_cache
+from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant: {% endif %}"
+)
+"""A minimal template for models that ship none (pass it as ``chat_template=``)."""
+
+_LOADED: dict[tuple[str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
+_LOAD_LOCK = threading.Lock()
+_KEYS: dict[int, str] = {}
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """bfloat16 on a GPU that supports it, else float32."""
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _resolve_path(model: str) -> str:
+    from spec_graph import models  # local import: models pulls in downloading helpers
+
+    if models.is_embedded(model):
+        return str(models.ensure_model(model))
+    looks_local = model.startswith((".", "/", "~")) or os.sep in model.rstrip(os.sep).split(os.sep, 1)[-1]
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path)
+    if looks_local or path.suffix in {".gguf", ".safetensors"}:
+        known = sorted(models.EMBEDDED_MODELS)
+        msg = f"model path {model!r} does not exist (give a folder made by save_pretrained, or one of {known})"
+        raise FileNotFoundError(msg)
+    return model  # a hub id: transformers resolves it (needs hub access)
+
+
+def load_pretrained(
+    model: str, *, device: str | None = None, dtype: torch.dtype | str | None = None, trust_remote_code: bool = False
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Load (once per process) a causal LM and its tokenizer from an embedded name, path or hub id.
+
+    Loaded pairs are shared: a second generator on the same model, device and dtype reuses them.
+    """
+    device = device or default_device()
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype(device))
+    path = _resolve_path(model)
+    key = (path, device, str(torch_dtype), trust_remote_code)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            lm = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None
+            )
+            lm.to(device).eval()
+            _LOADED[key] = (lm, tok)
+        return _LOADED[key]
+
+
+def tokenizer_key(tok: PreTrainedTokenizerBase) -> str:
+    """A fingerprint of a tokenizer's vocabulary: equal keys mean interchangeable token ids."""
+    if id(tok) not in _KEYS:
+        vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+        digest = hashlib.sha256("\x00".join(f"{t}\x01{i}" for t, i in vocab).encode()).hexdigest()[:16]
+        _KEYS[id(tok)] = f"{type(tok).__name__}:{len(vocab)}:{digest}"
+    return _KEYS[id(tok)]
+
+
+class HFGenerator:
+    """A local transformers causal LM.
+
+    Args:
+        model: an embedded model name (see :mod:`spec_graph.models`), a local folder, a hub id,
+            or an already loaded ``PreTrainedModel``.
+        tokenizer: the tokenizer, required with a loaded model; loaded with the model otherwise.
+        device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when present). Ignored for a loaded model.
+        dtype: torch dtype or its name (default: bfloat16 on a GPU, float32 on the CPU).
+        chat_template: a Jinja chat template to use instead of the tokenizer's.
+        use_cache: ``False`` recomputes every step without a KV cache (slow; for checking).
+        trust_remote_code: passed to transformers; off unless you set it.
+        name: display name (default: the model id).
+    """
+
+    def __init__(
+        self,
+        model: str | Any,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        chat_template: str | None = None,
+        use_cache: bool = True,
+        trust_remote_code: bool = False,
+        name: str | None = None,
+    ) -> None:
+        """Remember how to load the model; weights load on first use."""
+        if not isinstance(model, str) and tokenizer is None:
+            msg = "a loaded model needs its tokenizer: HFGenerator(model, tokenizer)"
+            raise TypeError(msg)
+        self._spec = model
+        self._model: Any = None if isinstance(model, str) else model
+        self._tokenizer = tokenizer
+        self._device, self._dtype, self._trust = device, dtype, trust_remote_code
+        self.chat_template = chat_template
+        self.use_cache = use_cache
+        self.name = name or (model if isinstance(model, str) else str(getattr(model, "name_or_path", "model")))
+        self.lock = threading.RLock()
+        """Held while the model runs: one shared model never serves two threads at once."""
+
+    # -- loading -----------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The loaded model (loads it on first access)."""
+        if self._model is None:
+            self._model, tok = load_pretrained(
+                self._spec, device=self._device, dtype=self._dtype, trust_remote_code=self._trust
+            )
+            self._tokenizer = self._tokenizer or tok
+        return self._model
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer (loads the model on first access)."""
+        if self._tokenizer is None:
+            _ = self.model
+        assert self._tokenizer is not None
+        return self._tokenizer
+
+    @property
+    def tokenizer_key(self) -> str:
+        """See :func:`tokenizer_key`."""
+        return tokenizer_key(self.tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """End-of-turn ids: the generation config's ``eos_token_id`` plus the tokenizer's."""
+        ids: set[int] = set()
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return frozenset(ids)
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's maximum sequence length, when its config says."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    # -- text <-> ids ------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``, special tokens kept, no clean-up of spaces."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in this model's tokenizer."""
+        return len(self.encode(text))
+
+    def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The conversation in this model's chat template, ending with the assistant's turn."""
+        template = self.chat_template or getattr(self.tokenizer, "chat_template", None)
+        if not template:
+            msg = (
+                f"the tokenizer of {self.name!r} has no chat template; pass chat_template= "
+                "(e.g. spec_graph.generators.hf.PLAIN_CHAT_TEMPLATE)"
+            )
+            raise ValueError(msg)
+        return str(
+            self.tokenizer.apply_chat_template(
+                [dict(m) for m in messages], chat_template=template, tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def start(self, messages: Sequence[Mapping[str, Any]]) -> HFSession:
+        """Open a session: render and tokenize the prompt (no model work yet)."""
+        return HFSession(self, self.encode(self.render_prompt(messages)))
+
+
+class _Detokenizer:
+    """Incremental decoding that never splits a multi-byte character (as vLLM does it)."""
+
+    def __init__(self, gen: HFGenerator, context: Sequence[int]) -> None:
+        self._gen = gen
+        self.ids = list(context[-4:])
+        self._prefix, self._read = 0, len(self.ids)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        before = self._gen.decode(self.ids[self._prefix : self._read])
+        after = self._gen.decode(self.ids[self._prefix :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self._prefix, self._read = self._read, len(self.ids)
+            return after[len(before) :]
+        return ""
+
+    def flush(self) -> str:
+        before = self._gen.decode(self.ids[self._prefix : self._read])
+        after = self._gen.decode(self.ids[self._prefix :])
+        self._prefix = self._read = len(self.ids)
+        return after[len(before) :]
+
+
+class HFSession:
+    """One run of an :class:`HFGenerator`: the run's token ids, KV cache and random state."""
+
+    def __init__(self, gen: HFGenerator, prompt_ids: list[int]) -> None:
+        """Start empty: the prompt is prefilled on the first call."""
+        self._gen = gen
+        self._prompt = prompt_ids
+        self._cache = hf_cache.new_cache() if gen.use_cache else None
+        self._cached: list[int] = []  # ids whose keys/values are in the cache, in order
+        self._memo_spans = 0  # spans already turned into ids
+        self._memo_last = ""  # text of the last of them, to detect a changed trace
+        self._memo_ids: list[int] = []
+        self._rng: torch.Generator | None = None
+        self._warpers: dict[tuple[float, float, int], LogitsProcessorList] = {}
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of the rendered prompt."""
+        return len(self._prompt)
+
+    @property
+    def tokenizer_key(self) -> str:
+        """The generator's tokenizer key."""
+        return self._gen.tokenizer_key
+
+    # -- trace -> ids ------------------------------------------------------------------------
+    def trace_ids(self, trace: Sequence[Span]) -> list[int]:
+        """Ids of the trace in this model's tokenizer (memoized: the trace only grows)."""
+        n = self._memo_spans
+        if n > len(trace) or (n and trace[n - 1]["text"] != self._memo_last):
+            n, self._memo_ids = 0, []
+        key = self._gen.tokenizer_key
+        for span in trace[n:]:
+            if span["tokenizer"] == key:
+                self._memo_ids.extend(span["token_ids"])
+            elif span["text"]:
+                self._append_text(span["text"])
+        self._memo_spans = len(trace)
+        self._memo_last = trace[-1]["text"] if trace else ""
+        return self._memo_ids
+
+    def _append_text(self, text: str) -> None:
+        """Append foreign text, re-tokenizing the last tokens too so merges at the seam are right."""
+        ids = self._memo_ids
+        back = min(2, len(ids))
+        while back and "\ufffd" in (prev := self._gen.decode(ids[-back:])):
+            back -= 1
+        prev = self._gen.decode(ids[-back:]) if back else ""
+        new = self._gen.encode(prev + text)
+        if self._gen.decode(new) != prev + text:  # tokenizer adds or drops characters at a seam
+            back, new = 0, self._gen.encode(text)
+        del ids[len(ids) - back :]
+        ids.extend(new)
+
+    # -- model calls -------------------------------------------------------------------------
+    def _forward(self, ids: Sequence[int]) -> torch.Tensor:
+        model = self._gen.model
+        if self._cache is None:  # recompute mode: the whole sequence every time
+            self._cached.extend(ids)
+            inp = torch.tensor([self._cached], device=self._gen.device)
+            return hf_cache.forward_last_logits(model, inp, None)
+        inp = torch.tensor([list(ids)], device=self._gen.device)
+        logits = hf_cache.forward_last_logits(model, inp, self._cache)
+        self._cached.extend(ids)
+        return logits
+
+    def _sync(self, target: list[int]) -> tuple[torch.Tensor, int]:
+        """Crop the cache to the common prefix with ``target`` and prefill the rest.
+
+        Returns the next-token logits and the number of tokens that had to be run.
+        """
+        n = min(len(self._cached), len(target) - 1)
+        if self._cached[:n] != target[:n]:
+            n = next(i for i, (a, b) in enumerate(zip(self._cached, target, strict=False)) if a != b)
+        if self._cache is not None:
+            hf_cache.crop(self._cache, n)
+        del self._cached[n:]
+        return self._forward(target[n:]), len(target) - n
+
+    def next_token_logits(self, trace: Sequence[Span]) -> torch.Tensor:
+        """Logits for the token after ``trace`` (syncing the cache to it), shape ``(1, vocab)``."""
+        with self._gen.lock, torch.inference_mode():
+            return self._sync(self._prompt + self.trace_ids(trace))[0]
+
+    def _select(self, logits: torch.Tensor, req: GenerateRequest) -> int:
+        if req.temperature == 0:
+            return int(torch.argmax(logits, dim=-1).item())
+        key = (req.temperature, req.top_p, req.top_k)
+        if key not in self._warpers:
+            procs = LogitsProcessorList([TemperatureLogitsWarper(req.temperature)])
+            if req.top_k > 0:
+                procs.append(TopKLogitsWarper(req.top_k))
+            if req.top_p < 1.0:
+                procs.append(TopPLogitsWarper(req.top_p))
+            self._warpers[key] = procs
+        if self._rng is None:
+            self._rng = torch.Generator(device=logits.device)
+            if req.seed is not None:
+                self._rng.manual_seed(req.seed)
+            else:
+                self._rng.seed()
+        probs = torch.softmax(self._warpers[key](None, logits), dim=-1)  # type: ignore[arg-type]
+        return int(torch.multinomial(probs, 1, generator=self._rng).item())
+
+    def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
+        """Catch up on ``trace``, then write until a trigger, end of turn, a stop string or the limit."""
+        t0 = time.perf_counter()
+        req = request
+        trace_text_tail = "".join(s["text"] for s in trace[-8:])
+        tail_len = max(len(t) for t in (*req.triggers, *req.stop, "x"))
+        eos = self._gen.eos_token_ids
+        ids: list[int] = []
+        text = ""
+        finish: SegmentFinish = "length"
+        first_boundary: tuple[int, int] | None = None
+        with self._gen.lock, torch.inference_mode():
+            if req.deadline is not None and time.monotonic() >= req.deadline:
+                return Segment("", [], "time", elapsed=time.perf_counter() - t0)
+            target = self._prompt + self.trace_ids(trace)
+            logits, prefill = self._sync(target)
+            detok = _Detokenizer(self._gen, target)
+            while True:
+                token = self._select(logits, req)
+                ids.append(token)
+                if token in eos:
+                    finish = "eos"
+                    break
+                delta = detok.push(token)
+                if delta:
+                    start = len(text)
+                    text += delta
+                    if req.on_text is not None:
+                        req.on_text(delta)
+                    window = trace_text_tail[-tail_len:] + text
+                    offset = len(window) - len(text) + start
+                    if req.stop and find_trigger(window, req.stop, offset) is not None:
+                        finish = "stop"
+                        break
+                    if first_boundary is None and find_trigger(window, req.triggers, offset) is not None:
+                        first_boundary = (len(ids), len(text))
+                        if req.stop_at_trigger:
+                            finish = "trigger"
+                            break
+                if len(ids) >= req.max_tokens:
+                    break
+                if req.deadline is not None and time.monotonic() >= req.deadline:
+                    finish = "time"
+                    break
+                logits = self._forward([token])
+            rest = detok.flush()
+            if rest:
+                text += rest
+                if req.on_text is not None:
+                    req.on_text(rest)
+        return Segment(
+            text=text,
+            token_ids=ids,
+            finish_reason=finish,
+            first_boundary=first_boundary,
+            prefill_tokens=prefill,
+            elapsed=time.perf_counter() - t0,
+        )
+
+    def close(self) -> None:
+        """Drop the KV cache."""
+        self._cache = hf_cache.new_cache() if self._cache is not None else None
+        self._cached = []

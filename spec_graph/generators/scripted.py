@@ -1,0 +1,149 @@
+r"""A scripted generator: returns given text, for tests of every branch and for docs.
+
+Text is split into word-like tokens (``"\\n\\n"`` is a token of its own), so token limits,
+trigger strings, end of turn and stop strings behave as they do with a real model.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+
+EOS = "<eos>"
+"""Put this at the end of a scripted text to make the model end its turn there."""
+
+_TOKEN_RE = re.compile(r"\n\n|<eos>|\s?[^\s<]+|<|\s")
+_VOCAB: dict[str, int] = {}
+
+
+def scripted_tokens(text: str) -> list[str]:
+    """Split text into the scripted tokenizer's tokens."""
+    return _TOKEN_RE.findall(text)
+
+
+def _token_id(tok: str) -> int:
+    return _VOCAB.setdefault(tok, len(_VOCAB) + 1)
+
+
+Script = Callable[[str, int], str]
+"""``(trace_text, call_index) -> text the model writes next``."""
+
+
+@dataclass
+class ScriptedGenerator:
+    """A fake model that writes what a script says.
+
+    Build it with :meth:`from_responses` (a queue of texts, one per call; the last one
+    repeats) or :meth:`from_document` (continues a fixed document from wherever the trace is,
+    like a deterministic model would).
+    """
+
+    script: Script
+    name: str = "scripted"
+    tokenizer_key: str = "scripted-words"
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    """Every call made: ``{"trace": str, "max_tokens": int, "stop_at_trigger": bool}``."""
+
+    @classmethod
+    def from_responses(cls, responses: Sequence[str], name: str = "scripted") -> ScriptedGenerator:
+        """A model that writes ``responses[i]`` on its i-th call (the last one repeats)."""
+        if not responses:
+            msg = "responses must not be empty"
+            raise ValueError(msg)
+        items = list(responses)
+        return cls(lambda _trace, i: items[min(i, len(items) - 1)], name=name)
+
+    @classmethod
+    def from_document(cls, document: str, name: str = "scripted", filler: str = " x") -> ScriptedGenerator:
+        """A model that continues ``document`` when the trace is a prefix of it, else ``filler``."""
+
+        def script(trace: str, _i: int) -> str:
+            if document.startswith(trace):
+                return document[len(trace) :]
+            return filler * 64
+
+        return cls(script, name=name)
+
+    def start(self, messages: Sequence[Mapping[str, Any]]) -> ScriptedSession:
+        """Open a session (the conversation only counts towards the prompt size)."""
+        prompt = "".join(str(m.get("content", "")) for m in messages)
+        return ScriptedSession(self, len(scripted_tokens(prompt)))
+
+    def count_tokens(self, text: str) -> int:
+        """Scripted tokens in ``text``."""
+        return len(scripted_tokens(text))
+
+
+class ScriptedSession:
+    """One run of a :class:`ScriptedGenerator`."""
+
+    def __init__(self, generator: ScriptedGenerator, prompt_tokens: int) -> None:
+        """Bind to the generator."""
+        self._gen = generator
+        self._prompt_tokens = prompt_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens in the conversation."""
+        return self._prompt_tokens
+
+    @property
+    def tokenizer_key(self) -> str:
+        """The generator's tokenizer key."""
+        return self._gen.tokenizer_key
+
+    def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
+        """Write the script's text for this trace within the request's limits."""
+        t0 = time.perf_counter()
+        trace_text = "".join(s["text"] for s in trace)
+        call = len(self._gen.calls)
+        self._gen.calls.append(
+            {"trace": trace_text, "max_tokens": request.max_tokens, "stop_at_trigger": request.stop_at_trigger}
+        )
+        tokens = scripted_tokens(self._gen.script(trace_text, call))
+        text, ids = "", []
+        finish: SegmentFinish = "length"
+        first_boundary: tuple[int, int] | None = None
+        tail_len = max([len(t) for t in (*request.triggers, *request.stop)] or [1])
+        for tok in tokens:
+            if request.deadline is not None and time.monotonic() >= request.deadline:
+                finish = "time"
+                break
+            ids.append(_token_id(tok))
+            if tok == EOS:
+                finish = "eos"
+                break
+            start = len(text)
+            text += tok
+            if request.on_text is not None:
+                request.on_text(tok)
+            window = trace_text[-tail_len:] + text
+            offset = len(window) - len(text)
+            if request.stop and find_trigger(window, request.stop, offset + start) is not None:
+                finish = "stop"
+                break
+            if first_boundary is None and find_trigger(window, request.triggers, offset + start) is not None:
+                first_boundary = (len(ids), len(text))
+                if request.stop_at_trigger:
+                    finish = "trigger"
+                    break
+            if len(ids) >= request.max_tokens:
+                break
+        else:
+            if len(ids) < request.max_tokens and finish == "length":
+                finish = "eos"  # the script ran out: treat as end of turn
+        return Segment(
+            text=text,
+            token_ids=ids,
+            finish_reason=finish,
+            first_boundary=first_boundary,
+            elapsed=time.perf_counter() - t0,
+        )
+
+    def close(self) -> None:
+        """Nothing to free."""

@@ -1,0 +1,103 @@
+"""The graph's state (JSON-serializable) and its runtime context (models, caches, callbacks)."""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+from spec_graph.config import SpeculativeThinkingConfig
+from spec_graph.generators.base import GeneratorSession, Span
+
+NodeName = Literal[
+    "small_generate", "detect_boundary", "classify_step", "target_intervene", "reflection_takeover", "finalize"
+]
+FinishReason = Literal["eos", "length", "time", "stop"]
+Decision = Literal["keep", "intervene", "takeover"]
+
+
+class Intervention(TypedDict):
+    """One time the target wrote instead of the small model."""
+
+    kind: Literal["opening", "intervention", "verification", "takeover"]
+    category: str
+    """The probe's category (neutral, affirmation, reflection, verification), or the kind."""
+    char_position: int
+    """Where in the generated text the target's stretch starts."""
+    token_position: int
+    """Output tokens written before it."""
+    probe_text: str | None
+    target_text: str
+    kept: Literal["target", "probe"]
+    target_tokens: int
+
+
+class Probe(TypedDict):
+    """The small model's look-ahead, passed from classify_step to target_intervene."""
+
+    text: str
+    token_ids: list[int]
+    category: str
+    sentiment: int
+
+
+class SpecInput(TypedDict, total=False):
+    """What a run starts from."""
+
+    messages: list[dict[str, Any]]
+
+
+class SpecState(TypedDict, total=False):
+    """Everything a run knows, checkpointable: text, counters and statistics, no tensors."""
+
+    messages: list[dict[str, Any]]
+    spans: Annotated[list[Span], operator.add]
+    interventions: Annotated[list[Intervention], operator.add]
+    negatives: int
+    negative_threshold: int
+    recap_tokens: int
+    output_tokens: dict[str, int]
+    """Kept tokens by author (``small``/``target``); the budget counts their sum."""
+    generated_tokens: dict[str, int]
+    """All tokens written by each model, discarded probes and stretches included."""
+    prefill_tokens: dict[str, int]
+    model_seconds: dict[str, float]
+    probe: Probe | None
+    decision: Decision | None
+    opening_done: bool
+    finish_reason: FinishReason | None
+
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SpecContext:
+    """Per-run objects that must not be checkpointed: the two models' sessions and callbacks."""
+
+    small: GeneratorSession
+    target: GeneratorSession
+    config: SpeculativeThinkingConfig = field(default_factory=SpeculativeThinkingConfig)
+    stop: tuple[str, ...] = ()
+    """User stop strings: the run ends before the first match."""
+    deadline: float | None = None
+    """A ``time.monotonic()`` value; the run ends with finish ``"time"`` after it."""
+    on_event: EventCallback | None = None
+    """Called with every text piece and intervention as it happens (also sent to the
+    graph's ``custom`` stream)."""
+
+    @classmethod
+    def create(
+        cls,
+        small: GeneratorSession,
+        target: GeneratorSession,
+        config: SpeculativeThinkingConfig,
+        *,
+        stop: tuple[str, ...] = (),
+        on_event: EventCallback | None = None,
+    ) -> SpecContext:
+        """A context whose deadline comes from ``config.time_budget``."""
+        deadline = time.monotonic() + config.time_budget if config.time_budget else None
+        return cls(small, target, config, stop=stop, deadline=deadline, on_event=on_event)

@@ -1,0 +1,217 @@
+"""Run the graph on two models: :class:`SpeculativeThinker` and its :class:`SpecResult`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from spec_graph.config import SpeculativeThinkingConfig, resolve_config
+from spec_graph.generators.base import Generator, Span
+from spec_graph.graph.builder import build_graph, recursion_limit
+from spec_graph.graph.state import EventCallback, Intervention, SpecContext, SpecState
+
+THINK_END = "</think>"
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """Split a thinking model's output at the last ``</think>``: ``(reasoning, answer)``.
+
+    Without ``</think>`` there is no reasoning part and the whole text is the answer. A leading
+    ``<think>`` is dropped from the reasoning.
+    """
+    head, sep, tail = text.rpartition(THINK_END)
+    if not sep:
+        return None, text
+    reasoning = head.strip()
+    if reasoning.startswith("<think>"):
+        reasoning = reasoning[len("<think>") :].lstrip()
+    return reasoning, tail.lstrip()
+
+
+def normalize_messages(prompt: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A question or a list of ``{"role", "content"}`` messages, checked, as plain dicts."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            msg = "the question is empty"
+            raise ValueError(msg)
+        return [{"role": "user", "content": prompt}]
+    messages = [dict(m) for m in prompt]
+    if not messages:
+        msg = "the message list is empty: give at least one user message"
+        raise ValueError(msg)
+    for i, m in enumerate(messages):
+        if m.get("role") not in {"system", "user", "assistant", "tool", "developer"}:
+            msg = f"message {i} has role {m.get('role')!r}; expected system, user, assistant, tool or developer"
+            raise ValueError(msg)
+        if not isinstance(m.get("content"), str):
+            msg = f"message {i} has content of type {type(m.get('content')).__name__}; expected str"
+            raise TypeError(msg)
+    return messages
+
+
+@dataclass
+class SpecResult:
+    """What one run produced: the generated text only (no prompt), and how it was made."""
+
+    text: str
+    reasoning: str | None
+    answer: str
+    finish_reason: str
+    spans: list[Span]
+    interventions: list[Intervention]
+    output_tokens: dict[str, int]
+    """Tokens kept in the text, by model (each in its own tokenizer)."""
+    generated_tokens: dict[str, int]
+    """Tokens each model wrote, discarded probes and stretches included."""
+    prefill_tokens: dict[str, int]
+    model_seconds: dict[str, float]
+    wall_seconds: float
+    prompt_tokens: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_output_tokens(self) -> int:
+        """Kept tokens of both models."""
+        return sum(self.output_tokens.values())
+
+    @property
+    def target_share(self) -> float:
+        """Share of the kept tokens written by the target."""
+        return self.output_tokens.get("target", 0) / max(1, self.num_output_tokens)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Kept tokens per second of wall time."""
+        return self.num_output_tokens / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with the derived figures."""
+        out = asdict(self)
+        out.update(target_share=self.target_share, tokens_per_second=self.tokens_per_second)
+        return out
+
+    @classmethod
+    def from_state(
+        cls,
+        state: SpecState,
+        *,
+        wall_seconds: float,
+        stop: Sequence[str] = (),
+        prompt_tokens: dict[str, int] | None = None,
+    ) -> SpecResult:
+        """Build the result from a finished graph state; cut the text before a stop string."""
+        spans = list(state.get("spans", []))
+        text = "".join(s["text"] for s in spans)
+        finish = state.get("finish_reason") or "length"
+        hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+        if hits:
+            text, finish = text[: min(hits)], "stop"
+        reasoning, answer = split_reasoning(text)
+        return cls(
+            text=text,
+            reasoning=reasoning,
+            answer=answer,
+            finish_reason=finish,
+            spans=spans,
+            interventions=list(state.get("interventions", [])),
+            output_tokens=dict(state.get("output_tokens", {})),
+            generated_tokens=dict(state.get("generated_tokens", {})),
+            prefill_tokens=dict(state.get("prefill_tokens", {})),
+            model_seconds=dict(state.get("model_seconds", {})),
+            wall_seconds=wall_seconds,
+            prompt_tokens=prompt_tokens or {},
+        )
+
+
+def as_generator(model: Generator | str, **kwargs: Any) -> Generator:
+    """A generator from a generator, an embedded model name, a folder or a hub id."""
+    if isinstance(model, str):
+        from spec_graph.generators.hf import HFGenerator
+
+        return HFGenerator(model, **kwargs)
+    if not isinstance(model, Generator):
+        msg = f"expected a Generator or a model name/path, got {type(model).__name__}"
+        raise TypeError(msg)
+    return model
+
+
+class SpeculativeThinker:
+    """Speculative thinking with a small and a target model.
+
+    Example:
+        >>> from spec_graph import SpeculativeThinker  # doctest: +SKIP
+        >>> thinker = SpeculativeThinker("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct",
+        ...                              config="non_reasoning")  # doctest: +SKIP
+        >>> result = thinker.run("What is 12 * 7?", max_new_tokens=128)  # doctest: +SKIP
+        >>> result.answer, result.output_tokens, result.finish_reason  # doctest: +SKIP
+
+    Args:
+        small: the model that writes by default (a generator, embedded name, folder or hub id).
+        target: the model that intervenes.
+        config: a :class:`SpeculativeThinkingConfig`, a preset name, a YAML path or a dict.
+        checkpointer: an optional LangGraph checkpointer for the compiled graph.
+    """
+
+    def __init__(
+        self,
+        small: Generator | str | None = None,
+        target: Generator | str | None = None,
+        config: SpeculativeThinkingConfig | str | Mapping[str, Any] | None = None,
+        *,
+        checkpointer: Any = None,
+    ) -> None:
+        """Build the graph; models load on first use."""
+        from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+
+        self.small = as_generator(small or DEFAULT_SMALL_MODEL)
+        self.target = as_generator(target or DEFAULT_TARGET_MODEL)
+        self.config = resolve_config(config)
+        self.graph = build_graph(checkpointer=checkpointer)
+
+    def run(
+        self,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        stop: Sequence[str] = (),
+        on_event: EventCallback | None = None,
+        thread_id: str | None = None,
+        **overrides: Any,
+    ) -> SpecResult:
+        """Answer ``prompt`` (a question or a message list).
+
+        Args:
+            prompt: the question, or ``{"role", "content"}`` messages ending with a user turn.
+            stop: strings that end the run; the text is cut before the first one.
+            on_event: called with each text piece (``{"type": "text", "author", "reason",
+                "text"}``) and each intervention as they happen.
+            thread_id: checkpoint thread (only with a checkpointer).
+            **overrides: configuration fields for this run, e.g. ``max_new_tokens=256``.
+        """
+        messages = normalize_messages(prompt)
+        cfg = resolve_config(self.config, **overrides) if overrides else self.config
+        if any(not s for s in stop):
+            msg = "stop strings must not be empty"
+            raise ValueError(msg)
+        small, target = self.small.start(messages), self.target.start(messages)
+        ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_event)
+        run_config: dict[str, Any] = {"recursion_limit": recursion_limit(cfg.max_new_tokens)}
+        if thread_id is not None:
+            run_config["configurable"] = {"thread_id": thread_id}
+        t0 = time.perf_counter()
+        try:
+            state = self.graph.invoke({"messages": messages}, config=run_config, context=ctx)
+        finally:
+            small.close()
+            target.close()
+        return SpecResult.from_state(
+            state,
+            wall_seconds=time.perf_counter() - t0,
+            stop=stop,
+            prompt_tokens={"small": small.prompt_tokens, "target": target.prompt_tokens},
+        )
+
+    async def arun(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> SpecResult:
+        """:meth:`run` in a worker thread."""
+        return await asyncio.to_thread(self.run, prompt, **kwargs)
