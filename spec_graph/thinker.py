@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +16,10 @@ from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import EventCallback, Intervention, SpecContext, SpecState
 
 THINK_END = "</think>"
+
+
+class RunCancelledError(RuntimeError):
+    """Raised inside a run whose consumer stopped listening (see :meth:`SpeculativeThinker.stream`)."""
 
 
 def split_reasoning(text: str) -> tuple[str | None, str]:
@@ -211,6 +217,44 @@ class SpeculativeThinker:
             stop=stop,
             prompt_tokens={"small": small.prompt_tokens, "target": target.prompt_tokens},
         )
+
+    def stream(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Yield the run's events as they happen, then ``{"type": "result", "result": SpecResult}``.
+
+        Events are those of ``on_event`` (text pieces with their author, interventions). The
+        run happens in a worker thread; an exception there is raised here.
+        """
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        user_cb = kwargs.pop("on_event", None)
+        cancelled = threading.Event()
+
+        def on_event(event: dict[str, Any]) -> None:
+            if cancelled.is_set():  # the consumer stopped listening: end the run at this token
+                raise RunCancelledError
+            if user_cb is not None:
+                user_cb(event)
+            events.put(("event", event))
+
+        def work() -> None:
+            try:
+                events.put(("result", self.run(prompt, on_event=on_event, **kwargs)))
+            except BaseException as exc:  # handed to the consumer
+                events.put(("error", exc))
+
+        worker = threading.Thread(target=work, name="spec-graph-run", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, item = events.get()
+                if kind == "event":
+                    yield item
+                elif kind == "result":
+                    yield {"type": "result", "result": item}
+                    break
+                else:
+                    raise item
+        finally:
+            cancelled.set()
 
     async def arun(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> SpecResult:
         """:meth:`run` in a worker thread."""

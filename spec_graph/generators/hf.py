@@ -13,6 +13,7 @@ import hashlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ PLAIN_CHAT_TEMPLATE = (
 _LOADED: dict[tuple[str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
 _LOAD_LOCK = threading.Lock()
 _KEYS: dict[int, str] = {}
+_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def default_device() -> str:
@@ -137,8 +139,6 @@ class HFGenerator:
         self.chat_template = chat_template
         self.use_cache = use_cache
         self.name = name or (model if isinstance(model, str) else str(getattr(model, "name_or_path", "model")))
-        self.lock = threading.RLock()
-        """Held while the model runs: one shared model never serves two threads at once."""
 
     # -- loading -----------------------------------------------------------------------------
     @property
@@ -150,6 +150,15 @@ class HFGenerator:
             )
             self._tokenizer = self._tokenizer or tok
         return self._model
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the model runs: one model object never serves two threads at once,
+        however many generators share it.
+        """
+        model = self.model
+        with _LOAD_LOCK:
+            return _MODEL_LOCKS.setdefault(model, threading.RLock())
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
