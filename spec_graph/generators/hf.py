@@ -153,9 +153,7 @@ class HFGenerator:
 
     @property
     def lock(self) -> threading.RLock:
-        """Held while the model runs: one model object never serves two threads at once,
-        however many generators share it.
-        """
+        """Held while the model runs: a model object never serves two threads at once."""
         model = self.model
         with _LOAD_LOCK:
             return _MODEL_LOCKS.setdefault(model, threading.RLock())
