@@ -174,6 +174,7 @@ class SpeculativeThinker:
         self.small = as_generator(small or DEFAULT_SMALL_MODEL)
         self.target = as_generator(target or DEFAULT_TARGET_MODEL)
         self.config = resolve_config(config)
+        self.checkpointer = checkpointer
         self.graph = build_graph(checkpointer=checkpointer)
 
     def run(
@@ -196,27 +197,75 @@ class SpeculativeThinker:
             **overrides: configuration fields for this run, e.g. ``max_new_tokens=256``.
         """
         messages = normalize_messages(prompt)
-        cfg = resolve_config(self.config, **overrides) if overrides else self.config
         if any(not s for s in stop):
             msg = "stop strings must not be empty"
             raise ValueError(msg)
+        run_config = self._run_config(thread_id)
+        if thread_id is not None and self.graph.get_state(run_config).values:
+            msg = (
+                f"thread {thread_id!r} already holds a run; use a new thread_id "
+                "(or resume(thread_id) to finish an interrupted run)"
+            )
+            raise ValueError(msg)
+        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, overrides)
+
+    def resume(
+        self,
+        thread_id: str,
+        *,
+        stop: Sequence[str] = (),
+        on_event: EventCallback | None = None,
+        **overrides: Any,
+    ) -> SpecResult:
+        """Finish a run that was interrupted (needs a checkpointer).
+
+        The models' caches are rebuilt from the checkpointed text, so under greedy decoding
+        the result equals that of an uninterrupted run. Pass the same ``stop`` and overrides.
+        """
+        run_config = self._run_config(thread_id)
+        snapshot = self.graph.get_state(run_config)
+        if not snapshot.values:
+            msg = f"no run is checkpointed under thread {thread_id!r}"
+            raise ValueError(msg)
+        messages = list(snapshot.values["messages"])
+        payload = None if snapshot.next else {"messages": messages}  # finished: nothing to do
+        if payload is not None:
+            return self._result(snapshot.values, 0.0, stop, None)
+        return self._invoke(None, messages, run_config, stop, on_event, overrides)
+
+    def _run_config(self, thread_id: str | None) -> dict[str, Any]:
+        if thread_id is None:
+            return {}
+        if self.checkpointer is None:
+            msg = "thread_id needs a checkpointer: SpeculativeThinker(..., checkpointer=InMemorySaver())"
+            raise ValueError(msg)
+        return {"configurable": {"thread_id": thread_id}}
+
+    def _invoke(
+        self,
+        payload: dict[str, Any] | None,
+        messages: list[dict[str, Any]],
+        run_config: dict[str, Any],
+        stop: Sequence[str],
+        on_event: EventCallback | None,
+        overrides: dict[str, Any],
+    ) -> SpecResult:
+        cfg = resolve_config(self.config, **overrides) if overrides else self.config
         small, target = self.small.start(messages), self.target.start(messages)
         ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_event)
-        run_config: dict[str, Any] = {"recursion_limit": recursion_limit(cfg.max_new_tokens)}
-        if thread_id is not None:
-            run_config["configurable"] = {"thread_id": thread_id}
+        run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
         t0 = time.perf_counter()
         try:
-            state = self.graph.invoke({"messages": messages}, config=run_config, context=ctx)
+            state = self.graph.invoke(payload, config=run_config, context=ctx)
         finally:
             small.close()
             target.close()
-        return SpecResult.from_state(
-            state,
-            wall_seconds=time.perf_counter() - t0,
-            stop=stop,
-            prompt_tokens={"small": small.prompt_tokens, "target": target.prompt_tokens},
-        )
+        prompt_tokens = {"small": small.prompt_tokens, "target": target.prompt_tokens}
+        return self._result(state, time.perf_counter() - t0, stop, prompt_tokens)
+
+    @staticmethod
+    def _result(state: SpecState, wall: float, stop: Sequence[str], prompt_tokens: dict[str, int] | None) -> SpecResult:
+        return SpecResult.from_state(state, wall_seconds=wall, stop=stop, prompt_tokens=prompt_tokens)
 
     def stream(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield the run's events as they happen, then ``{"type": "result", "result": SpecResult}``.

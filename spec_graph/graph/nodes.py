@@ -98,6 +98,19 @@ def _finish(seg: Segment) -> FinishReason | None:
     return {"eos": "eos", "stop": "stop", "time": "time"}.get(seg.finish_reason)  # type: ignore[return-value]
 
 
+def _keepable(seg: Segment) -> tuple[str, list[int], bool, FinishReason | None]:
+    """The part of a probe that may stay: up to and including its first boundary.
+
+    Returns the text, the token ids, whether it ends on a boundary, and the run's finish
+    reason if it is kept (an end of turn or stop string after the boundary is dropped with it).
+    """
+    if seg.first_boundary is None:
+        return seg.text, seg.token_ids, False, _finish(seg)
+    n_tok, n_chr = seg.first_boundary
+    finish = _finish(seg) if n_tok == seg.num_tokens else None
+    return seg.text[:n_chr], seg.token_ids[:n_tok], True, finish
+
+
 def _chars(state: SpecState) -> int:
     return sum(len(s["text"]) for s in state.get("spans", []))
 
@@ -154,18 +167,22 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
     n1 = min(cfg.probe_tokens, _remaining(state, runtime.context))
     seg = _write(runtime, "small", spans + injected, n1, reason="probe", stop_at_trigger=False, live=False)
     step = classify(seg.text, cfg)
+    text, ids, boundary, finish = _keepable(seg)
     if (step.category != StepCategory.NEUTRAL or cfg.not_reasoning) and seg.finish_reason != "time":
-        probe = Probe(text=seg.text, token_ids=seg.token_ids, category=step.category.value, sentiment=step.sentiment)
+        probe = Probe(
+            text=seg.text,
+            category=step.category.value,
+            sentiment=step.sentiment,
+            kept_text=text,
+            kept_ids=ids,
+            boundary=boundary,
+            finish_reason=finish,
+        )
         return {"decision": "intervene", "probe": probe, "spans": injected, **_account(state, "small", seg, 0)}
     # c. NEUTRAL: keep the probe up to and including its first boundary, so none is skipped.
-    text, ids, finish = seg.text, seg.token_ids, _finish(seg)
-    if seg.first_boundary is not None:
-        n_tok, n_chr = seg.first_boundary
-        text, ids = text[:n_chr], ids[:n_tok]
-        finish = finish if n_tok == seg.num_tokens else None
     if text:
         _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": text})
-    span = _span(runtime, "small", "probe", text, ids, seg.first_boundary is not None)
+    span = _span(runtime, "small", "probe", text, ids, boundary)
     return {
         "decision": "keep",
         "spans": [*injected, span],
@@ -206,10 +223,10 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
             _emit(runtime, {"type": "text", "author": "target", "reason": "intervention", "text": seg.text})
     else:
         assert probe is not None
-        kept = _span(runtime, "small", "probe", probe["text"], probe["token_ids"], False)
-        updates["output_tokens"] = _bump({**state, **updates}, "output_tokens", "small", len(probe["token_ids"]))  # type: ignore[typeddict-item]
-        finish = None
-        _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": probe["text"]})
+        kept = _span(runtime, "small", "probe", probe["kept_text"], probe["kept_ids"], probe["boundary"])
+        updates["output_tokens"] = _bump({**state, **updates}, "output_tokens", "small", len(probe["kept_ids"]))  # type: ignore[typeddict-item]
+        finish = probe["finish_reason"]
+        _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": probe["kept_text"]})
     category = probe["category"] if probe else "forced"
     event = _intervention(
         state, "intervention", category, probe["text"] if probe else None, seg, "target" if keep_target else "probe"

@@ -38,9 +38,16 @@ class Probe(TypedDict):
     """The small model's look-ahead, passed from classify_step to target_intervene."""
 
     text: str
-    token_ids: list[int]
+    """The whole probe (what was classified)."""
     category: str
     sentiment: int
+    kept_text: str
+    """The part that stays if the probe is kept: up to and including its first boundary."""
+    kept_ids: list[int]
+    boundary: bool
+    """Whether ``kept_text`` ends on a boundary."""
+    finish_reason: FinishReason | None
+    """How the run ends if the probe is kept (end of turn or stop string inside it)."""
 
 
 class SpecInput(TypedDict, total=False):

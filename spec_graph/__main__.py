@@ -1,0 +1,5 @@
+"""``python -m spec_graph``."""
+
+from spec_graph.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""``spec-graph run``: answer one question with speculative thinking, streaming the text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EPILOG = """examples:
+  spec-graph run "Tom has 3 boxes of 12 pencils and gives away 7. How many are left?"
+  spec-graph run --preset reasoning --max-new-tokens 512 "What is 17 * 23?"
+  spec-graph run --small ./my-1.5b --target ./my-14b --temperature 0.6 --seed 0 "..."
+  spec-graph run --json "What is 2 + 2?" > result.json
+"""
+
+PAPER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "run",
+        help="answer a question, streaming the text (target's stretches marked)",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("question", help="the question (the paper's step-by-step prompt is prepended)")
+    p.add_argument("--small", default=None, help="small model: embedded name, folder or hub id")
+    p.add_argument("--target", default=None, help="target model: embedded name, folder or hub id")
+    p.add_argument(
+        "--preset",
+        default="non_reasoning",
+        help="preset name (reasoning, non_reasoning) or a YAML config file, the reference code's included "
+        "(default: non_reasoning, which suits the embedded instruct models)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=256, help="generated-token budget (default 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
+    p.add_argument("--no-prompt", action="store_true", help="send the question without the step-by-step prompt")
+    p.add_argument("--no-color", action="store_true", help="mark the target's text with [brackets]")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of streaming")
+    p.set_defaults(func=run)
+
+
+class _Printer:
+    """Streams text pieces; the target's stretches coloured on a terminal, bracketed otherwise."""
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+        self.in_target = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event["type"] != "text":
+            return
+        target = event["author"] != "small"
+        if self.color:
+            style = "\x1b[1;36m" if event["author"] == "target" else "\x1b[2;33m" if target else ""
+            sys.stdout.write(f"{style}{event['text']}\x1b[0m" if style else event["text"])
+        else:
+            if target != self.in_target:
+                sys.stdout.write("[" if target else "]")
+            sys.stdout.write(event["text"])
+        self.in_target = target
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.in_target and not self.color:
+            sys.stdout.write("]")
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+def _stats_table(result: Any, names: tuple[str, str]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="speculative thinking", show_header=True, header_style="bold")
+    for col in ("model", "kept tokens", "written", "prefilled", "seconds", "tok/s"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for role, name in zip(("small", "target"), names, strict=True):
+        secs = result.model_seconds.get(role, 0.0)
+        written = result.generated_tokens.get(role, 0)
+        table.add_row(
+            f"{role}: {name}",
+            str(result.output_tokens.get(role, 0)),
+            str(written),
+            str(result.prefill_tokens.get(role, 0)),
+            f"{secs:.1f}",
+            f"{written / secs:.1f}" if secs else "-",
+        )
+    kinds: dict[str, int] = {}
+    for item in result.interventions:
+        kinds[item["category"]] = kinds.get(item["category"], 0) + 1
+    table.caption = (
+        f"{result.num_output_tokens} tokens in {result.wall_seconds:.1f} s ({result.tokens_per_second:.1f} tok/s), "
+        f"target share {result.target_share:.0%}, finish: {result.finish_reason}; interventions: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none")
+    )
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the question and print the streamed answer and the stats table."""
+    from rich.console import Console
+
+    from spec_graph.config import resolve_config
+    from spec_graph.generators.hf import HFGenerator
+    from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+    from spec_graph.thinker import SpeculativeThinker
+
+    config = resolve_config(
+        args.preset, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+    )
+    small_name, target_name = args.small or DEFAULT_SMALL_MODEL, args.target or DEFAULT_TARGET_MODEL
+    small = HFGenerator(small_name, device=args.device)
+    target = HFGenerator(target_name, device=args.device)
+    err = Console(stderr=True)
+    with err.status("loading models (the first run fetches and converts them)..."):
+        _ = small.model, target.model
+    question = args.question if args.no_prompt else f"{PAPER_PROMPT} {args.question}"
+    thinker = SpeculativeThinker(small, target, config)
+    if args.json:
+        result = thinker.run(question)
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    printer = _Printer(color=sys.stdout.isatty() and not args.no_color)
+    try:
+        result = thinker.run(question, on_event=printer)
+    finally:
+        printer.close()
+    err.print(_stats_table(result, (small_name, target_name)))
+    return 0
