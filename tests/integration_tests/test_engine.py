@@ -81,7 +81,7 @@ def test_same_model_equals_plain_generate(small: HFGenerator) -> None:
 
 def test_cached_engine_equals_recompute(small: HFGenerator, target: HFGenerator) -> None:
     """Different tokenizers, KV caches versus full recomputation at every token: same text."""
-    cfg = SpeculativeThinkingConfig(max_new_tokens=40, **BUSY)
+    cfg = SpeculativeThinkingConfig(max_new_tokens=40, **{**BUSY, "opening": True, "opening_tokens": 8})
     cached = SpeculativeThinker(small, target, cfg).run(MESSAGES)
     slow_small = HFGenerator(small.model, small.tokenizer, use_cache=False)
     slow_target = HFGenerator(target.model, target.tokenizer, use_cache=False)
@@ -137,24 +137,27 @@ def test_discarded_probe_is_undone_by_cropping(small: HFGenerator, target: HFGen
     torch.testing.assert_close(cropped, fresh, atol=1e-4, rtol=0)
 
 
-def test_seam_is_retokenized_like_the_whole_text(small: HFGenerator) -> None:
-    """Text from another tokenizer that merges with the end of ours is tokenized as one piece."""
-    session = small.start(MESSAGES)
-    own = small.encode("So 36 - 5 = 31.\n")
+def test_seam_is_retokenized_like_the_whole_text(target: HFGenerator) -> None:
+    """Text from another tokenizer that merges with the end of ours is tokenized as one piece.
+
+    In Qwen's tokenizer ".\n" + "\nWait" is [".\n", "\n", "Wait"] but the whole text is
+    [".\n\n", "Wait"]: the catching-up model must see the latter.
+    """
+    session = target.start(MESSAGES)
+    own_text = "So 36 - 5 = 31.\n"
+    own = target.encode(own_text)
     trace = [
         Span(
-            author="small",
+            author="target",
             reason="generate",
-            text="So 36 - 5 = 31.\n",
+            text=own_text,
             token_ids=own,
-            tokenizer=small.tokenizer_key,
+            tokenizer=target.tokenizer_key,
             boundary=False,
         ),
-        Span(
-            author="target", reason="intervention", text="\nWait", token_ids=[1, 2], tokenizer="other", boundary=False
-        ),
+        Span(author="small", reason="generate", text="\nWait", token_ids=[1, 2], tokenizer="another", boundary=False),
     ]
-    pieces = own + small.encode("\nWait")
-    whole = small.encode("So 36 - 5 = 31.\n\nWait")
+    pieces = own + target.encode("\nWait")
+    whole = target.encode(own_text + "\nWait")
     assert pieces != whole, "the hand-made case must merge at the seam"
     assert session.trace_ids(trace) == whole
