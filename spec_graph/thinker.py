@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -11,15 +12,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
+from spec_graph.errors import RunCancelledError, SpeculativeThinkingError, describe
 from spec_graph.generators.base import Generator, Span
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import EventCallback, Intervention, SpecContext, SpecState
 
 THINK_END = "</think>"
-
-
-class RunCancelledError(RuntimeError):
-    """Raised inside a run whose consumer stopped listening (see :meth:`SpeculativeThinker.stream`)."""
 
 
 def split_reasoning(text: str) -> tuple[str | None, str]:
@@ -37,24 +35,50 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     return reasoning, tail.lstrip()
 
 
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
 def normalize_messages(prompt: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A question or a list of ``{"role", "content"}`` messages, checked, as plain dicts."""
+    """A question or a list of ``{"role", "content"}`` messages, checked, as plain dicts.
+
+    Raises ``ValueError``/``TypeError`` naming the message and the problem: an empty question
+    or list, an unknown role, content that is not a string or not valid UTF-8, or a
+    conversation that does not end with a user (or tool) message.
+    """
     if isinstance(prompt, str):
-        if not prompt.strip():
-            msg = "the question is empty"
-            raise ValueError(msg)
-        return [{"role": "user", "content": prompt}]
-    messages = [dict(m) for m in prompt]
+        prompt = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, (bytes, Mapping)) or not isinstance(prompt, Sequence):
+        msg = f"expected a question (str) or a list of messages, got {type(prompt).__name__}"
+        raise TypeError(msg)
+    messages = [dict(m) if isinstance(m, Mapping) else m for m in prompt]
     if not messages:
         msg = "the message list is empty: give at least one user message"
         raise ValueError(msg)
     for i, m in enumerate(messages):
-        if m.get("role") not in {"system", "user", "assistant", "tool", "developer"}:
-            msg = f"message {i} has role {m.get('role')!r}; expected system, user, assistant, tool or developer"
-            raise ValueError(msg)
-        if not isinstance(m.get("content"), str):
-            msg = f"message {i} has content of type {type(m.get('content')).__name__}; expected str"
+        if not isinstance(m, dict):
+            msg = f"message {i} is a {type(m).__name__}; expected a mapping with role and content"
             raise TypeError(msg)
+        if m.get("role") not in ROLES:
+            msg = f"message {i} has role {m.get('role')!r}; expected one of {', '.join(ROLES)}"
+            raise ValueError(msg)
+        content = m.get("content")
+        if not isinstance(content, str):
+            msg = f"message {i} has content of type {type(content).__name__}; expected str (text only)"
+            raise TypeError(msg)
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            msg = f"message {i} is not valid UTF-8 text ({exc.reason} at position {exc.start})"
+            raise ValueError(msg) from exc
+    if messages[-1]["role"] not in ("user", "tool"):
+        msg = (
+            f"the conversation ends with a {messages[-1]['role']} message; it must end with the "
+            "user's question (or a tool result) for the assistant to answer"
+        )
+        raise ValueError(msg)
+    if not any(m["content"].strip() for m in messages if m["role"] in ("user", "tool")):
+        msg = "the question is empty"
+        raise ValueError(msg)
     return messages
 
 
@@ -106,11 +130,12 @@ class SpecResult:
         wall_seconds: float,
         stop: Sequence[str] = (),
         prompt_tokens: dict[str, int] | None = None,
+        finish: str | None = None,
     ) -> SpecResult:
-        """Build the result from a finished graph state; cut the text before a stop string."""
+        """Build the result from a graph state; cut the text before a stop string."""
         spans = list(state.get("spans", []))
         text = "".join(s["text"] for s in spans)
-        finish = state.get("finish_reason") or "length"
+        finish = finish or state.get("finish_reason") or "length"
         hits = [i for i in (text.find(s) for s in stop) if i >= 0]
         if hits:
             text, finish = text[: min(hits)], "stop"
@@ -184,6 +209,7 @@ class SpeculativeThinker:
         stop: Sequence[str] = (),
         on_event: EventCallback | None = None,
         thread_id: str | None = None,
+        cancel: threading.Event | None = None,
         **overrides: Any,
     ) -> SpecResult:
         """Answer ``prompt`` (a question or a message list).
@@ -194,7 +220,13 @@ class SpeculativeThinker:
             on_event: called with each text piece (``{"type": "text", "author", "reason",
                 "text"}``) and each intervention as they happen.
             thread_id: checkpoint thread (only with a checkpointer).
+            cancel: set it from another thread to end the run at the next token
+                (:class:`~spec_graph.errors.RunCancelledError`).
             **overrides: configuration fields for this run, e.g. ``max_new_tokens=256``.
+
+        Raises:
+            ValueError, TypeError: bad input, before any model work.
+            SpeculativeThinkingError: a failure part-way; ``.partial`` holds what was written.
         """
         messages = normalize_messages(prompt)
         if any(not s for s in stop):
@@ -207,7 +239,8 @@ class SpeculativeThinker:
                 "(or resume(thread_id) to finish an interrupted run)"
             )
             raise ValueError(msg)
-        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, overrides)
+        cfg = resolve_config(self.config, **overrides) if overrides else self.config
+        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, cfg, cancel)
 
     def resume(
         self,
@@ -227,11 +260,11 @@ class SpeculativeThinker:
         if not snapshot.values:
             msg = f"no run is checkpointed under thread {thread_id!r}"
             raise ValueError(msg)
+        if not snapshot.next:  # already finished: nothing to do
+            return SpecResult.from_state(snapshot.values, wall_seconds=0.0, stop=stop)
+        cfg = resolve_config(self.config, **overrides) if overrides else self.config
         messages = list(snapshot.values["messages"])
-        payload = None if snapshot.next else {"messages": messages}  # finished: nothing to do
-        if payload is not None:
-            return self._result(snapshot.values, 0.0, stop, None)
-        return self._invoke(None, messages, run_config, stop, on_event, overrides)
+        return self._invoke(None, messages, run_config, stop, on_event, cfg, None)
 
     def _run_config(self, thread_id: str | None) -> dict[str, Any]:
         if thread_id is None:
@@ -248,45 +281,62 @@ class SpeculativeThinker:
         run_config: dict[str, Any],
         stop: Sequence[str],
         on_event: EventCallback | None,
-        overrides: dict[str, Any],
+        cfg: SpeculativeThinkingConfig,
+        cancel: threading.Event | None,
     ) -> SpecResult:
-        cfg = resolve_config(self.config, **overrides) if overrides else self.config
-        small, target = self.small.start(messages), self.target.start(messages)
-        ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_event)
+        small, target = self.small.start(messages), self.target.start(messages)  # may raise: bad input
+        unsaved: list[str] = []  # text streamed by the step in progress
+
+        def on_text(event: dict[str, Any]) -> None:
+            if event["type"] == "text":
+                unsaved.append(event["text"])
+            if on_event is not None:
+                on_event(event)
+
+        ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_text, cancel=cancel)
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
+        prompt_tokens = {"small": small.prompt_tokens, "target": target.prompt_tokens}
+        state: dict[str, Any] = {}
         t0 = time.perf_counter()
         try:
-            state = self.graph.invoke(payload, config=run_config, context=ctx)
+            # Stream the state after every step, so that a failure loses nothing already written.
+            for values in self.graph.stream(payload, config=run_config, context=ctx, stream_mode="values"):
+                state = values
+                unsaved.clear()
+        except Exception as exc:
+            partial = SpecResult.from_state(
+                state, wall_seconds=time.perf_counter() - t0, prompt_tokens=prompt_tokens, finish="error"
+            )
+            error = RunCancelledError if isinstance(exc, RunCancelledError) else SpeculativeThinkingError
+            what = "was cancelled" if error is RunCancelledError else f"failed ({describe(exc)})"
+            msg = f"the run {what} after {partial.num_output_tokens} tokens; .partial holds the text so far"
+            raise error(msg, partial=partial, unsaved_text="".join(unsaved)) from exc
         finally:
             small.close()
             target.close()
-        prompt_tokens = {"small": small.prompt_tokens, "target": target.prompt_tokens}
-        return self._result(state, time.perf_counter() - t0, stop, prompt_tokens)
-
-    @staticmethod
-    def _result(state: SpecState, wall: float, stop: Sequence[str], prompt_tokens: dict[str, int] | None) -> SpecResult:
-        return SpecResult.from_state(state, wall_seconds=wall, stop=stop, prompt_tokens=prompt_tokens)
+        return SpecResult.from_state(
+            state, wall_seconds=time.perf_counter() - t0, stop=stop, prompt_tokens=prompt_tokens
+        )
 
     def stream(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield the run's events as they happen, then ``{"type": "result", "result": SpecResult}``.
 
         Events are those of ``on_event`` (text pieces with their author, interventions). The
-        run happens in a worker thread; an exception there is raised here.
+        run happens in a worker thread; an exception there is raised here. Leaving the loop
+        early cancels the run at its next token.
         """
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         user_cb = kwargs.pop("on_event", None)
-        cancelled = threading.Event()
+        cancel = kwargs.pop("cancel", None) or threading.Event()
 
         def on_event(event: dict[str, Any]) -> None:
-            if cancelled.is_set():  # the consumer stopped listening: end the run at this token
-                raise RunCancelledError
             if user_cb is not None:
                 user_cb(event)
             events.put(("event", event))
 
         def work() -> None:
             try:
-                events.put(("result", self.run(prompt, on_event=on_event, **kwargs)))
+                events.put(("result", self.run(prompt, on_event=on_event, cancel=cancel, **kwargs)))
             except BaseException as exc:  # handed to the consumer
                 events.put(("error", exc))
 
@@ -303,8 +353,16 @@ class SpeculativeThinker:
                 else:
                     raise item
         finally:
-            cancelled.set()
+            cancel.set()
 
     async def arun(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> SpecResult:
-        """:meth:`run` in a worker thread."""
-        return await asyncio.to_thread(self.run, prompt, **kwargs)
+        """:meth:`run` in a worker thread; cancelling the task cancels the run at its next token."""
+        cancel = kwargs.pop("cancel", None) or threading.Event()
+        task = asyncio.ensure_future(asyncio.to_thread(self.run, prompt, cancel=cancel, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancel.set()
+            with contextlib.suppress(BaseException):
+                await task  # the worker stops at the next token and releases the models
+            raise

@@ -9,12 +9,16 @@ the new text, and a discarded probe is undone by cropping.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 Author = Literal["small", "target", "injected"]
-SegmentFinish = Literal["trigger", "eos", "length", "stop", "time"]
+SegmentFinish = Literal["trigger", "eos", "length", "stop", "time", "cancelled", "context"]
+"""Why a call stopped: a trigger, end of turn, the token limit, a user stop string, the time
+budget, a cancelled run, or a full context window."""
 
 
 class Span(TypedDict):
@@ -49,6 +53,16 @@ class GenerateRequest:
     """A ``time.monotonic()`` value after which generation stops with finish ``"time"``."""
     on_text: Callable[[str], None] | None = None
     """Called with each new piece of decoded text as it is written."""
+    cancel: threading.Event | None = None
+    """Set by another thread to stop the call at the next token (finish ``"cancelled"``)."""
+
+    def interrupted(self) -> SegmentFinish | None:
+        """``"cancelled"`` or ``"time"`` when the call must stop now, else ``None``."""
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancelled"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "time"
+        return None
 
     def __post_init__(self) -> None:
         """Validate the request."""

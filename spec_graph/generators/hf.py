@@ -54,20 +54,26 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
+def _check_local_path(model: str) -> None:
+    """Raise ``FileNotFoundError`` for a string that names a local path that does not exist."""
+    from spec_graph import models
+
+    if models.is_embedded(model):
+        return
+    looks_local = model.startswith((".", "/", "~")) or os.sep in model.rstrip(os.sep).split(os.sep, 1)[-1]
+    if (looks_local or Path(model).suffix in {".gguf", ".safetensors"}) and not Path(model).expanduser().is_dir():
+        known = sorted(models.EMBEDDED_MODELS)
+        msg = f"model path {model!r} does not exist (give a folder made by save_pretrained, or one of {known})"
+        raise FileNotFoundError(msg)
+
+
 def _resolve_path(model: str) -> str:
     from spec_graph import models  # local import: models pulls in downloading helpers
 
     if models.is_embedded(model):
         return str(models.ensure_model(model))
-    looks_local = model.startswith((".", "/", "~")) or os.sep in model.rstrip(os.sep).split(os.sep, 1)[-1]
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(path)
-    if looks_local or path.suffix in {".gguf", ".safetensors"}:
-        known = sorted(models.EMBEDDED_MODELS)
-        msg = f"model path {model!r} does not exist (give a folder made by save_pretrained, or one of {known})"
-        raise FileNotFoundError(msg)
-    return model  # a hub id: transformers resolves it (needs hub access)
+    _check_local_path(model)
+    return str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model  # else a hub id
 
 
 def load_pretrained(
@@ -84,8 +90,9 @@ def load_pretrained(
     with _LOAD_LOCK:
         if key not in _LOADED:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            # safetensors only: never unpickle weights fetched at run time.
             lm = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None
+                path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
             )
             lm.to(device).eval()
             _LOADED[key] = (lm, tok)
@@ -132,6 +139,8 @@ class HFGenerator:
         if not isinstance(model, str) and tokenizer is None:
             msg = "a loaded model needs its tokenizer: HFGenerator(model, tokenizer)"
             raise TypeError(msg)
+        if isinstance(model, str):
+            _check_local_path(model)  # a missing folder fails here, before any loading
         self._spec = model
         self._model: Any = None if isinstance(model, str) else model
         self._tokenizer = tokenizer
@@ -220,8 +229,20 @@ class HFGenerator:
         )
 
     def start(self, messages: Sequence[Mapping[str, Any]]) -> HFSession:
-        """Open a session: render and tokenize the prompt (no model work yet)."""
-        return HFSession(self, self.encode(self.render_prompt(messages)))
+        """Open a session: render and tokenize the prompt (no model work yet).
+
+        Raises ``ValueError`` when the prompt does not fit the model's context window (no
+        truncation: cutting a question silently changes it).
+        """
+        prompt = self.encode(self.render_prompt(messages))
+        window = self.context_window
+        if window is not None and len(prompt) >= window:
+            msg = (
+                f"the prompt is {len(prompt)} tokens but {self.name!r} has a context window of {window}: "
+                "shorten the conversation"
+            )
+            raise ValueError(msg)
+        return HFSession(self, prompt)
 
 
 class _Detokenizer:
@@ -364,9 +385,13 @@ class HFSession:
         finish: SegmentFinish = "length"
         first_boundary: tuple[int, int] | None = None
         with self._gen.lock, torch.inference_mode():
-            if req.deadline is not None and time.monotonic() >= req.deadline:
-                return Segment("", [], "time", elapsed=time.perf_counter() - t0)
+            if (stopped := req.interrupted()) is not None:
+                return Segment("", [], stopped, elapsed=time.perf_counter() - t0)
             target = self._prompt + self.trace_ids(trace)
+            room = self._gen.context_window - len(target) if self._gen.context_window else req.max_tokens
+            if room <= 0:  # the model's context window is full
+                return Segment("", [], "context", elapsed=time.perf_counter() - t0)
+            max_tokens = min(req.max_tokens, room)
             logits, prefill = self._sync(target)
             detok = _Detokenizer(self._gen, target)
             while True:
@@ -391,10 +416,11 @@ class HFSession:
                         if req.stop_at_trigger:
                             finish = "trigger"
                             break
-                if len(ids) >= req.max_tokens:
+                if len(ids) >= max_tokens:
+                    finish = "length" if max_tokens == req.max_tokens else "context"
                     break
-                if req.deadline is not None and time.monotonic() >= req.deadline:
-                    finish = "time"
+                if (stopped := req.interrupted()) is not None:
+                    finish = stopped
                     break
                 logits = self._forward([token])
             rest = detok.flush()

@@ -111,8 +111,8 @@ class ScriptedSession:
         first_boundary: tuple[int, int] | None = None
         tail_len = max([len(t) for t in (*request.triggers, *request.stop)] or [1])
         for tok in tokens:
-            if request.deadline is not None and time.monotonic() >= request.deadline:
-                finish = "time"
+            if (stopped := request.interrupted()) is not None:
+                finish = stopped
                 break
             ids.append(_token_id(tok))
             if tok == EOS:

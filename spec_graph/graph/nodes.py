@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 
 from spec_graph.classification import StepCategory
 from spec_graph.classification import classify_step as classify
+from spec_graph.errors import RunCancelledError
 from spec_graph.generators.base import GenerateRequest, Segment, Span
 from spec_graph.graph.state import FinishReason, Intervention, Probe, SpecContext, SpecState
 
@@ -64,8 +65,13 @@ def _write(
         seed=None if cfg.seed is None else cfg.seed + (0 if who == "small" else 1),
         deadline=ctx.deadline,
         on_text=on_text if live else None,
+        cancel=ctx.cancel,
     )
-    return session.generate(trace, request)
+    seg = session.generate(trace, request)
+    if seg.finish_reason == "cancelled":
+        msg = "the run was cancelled"
+        raise RunCancelledError(msg)
+    return seg
 
 
 def _span(runtime: Runtime[SpecContext], who: Who, reason: str, text: str, ids: list[int], boundary: bool) -> Span:
@@ -94,8 +100,12 @@ def _account(state: SpecState, who: Who, seg: Segment, kept: int) -> dict[str, A
     }
 
 
+_RUN_FINISH: dict[str, FinishReason] = {"eos": "eos", "stop": "stop", "time": "time", "context": "length"}
+
+
 def _finish(seg: Segment) -> FinishReason | None:
-    return {"eos": "eos", "stop": "stop", "time": "time"}.get(seg.finish_reason)  # type: ignore[return-value]
+    """How the run ends after this segment (a full context window ends it like the budget)."""
+    return _RUN_FINISH.get(seg.finish_reason)
 
 
 def _keepable(seg: Segment) -> tuple[str, list[int], bool, FinishReason | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,8 @@ class SpecContext:
     on_event: EventCallback | None = None
     """Called with every text piece and intervention as it happens (also sent to the
     graph's ``custom`` stream)."""
+    cancel: threading.Event | None = None
+    """Set from another thread to end the run at the next token."""
 
     @classmethod
     def create(
@@ -104,7 +107,8 @@ class SpecContext:
         *,
         stop: tuple[str, ...] = (),
         on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> SpecContext:
         """A context whose deadline comes from ``config.time_budget``."""
         deadline = time.monotonic() + config.time_budget if config.time_budget else None
-        return cls(small, target, config, stop=stop, deadline=deadline, on_event=on_event)
+        return cls(small, target, config, stop=stop, deadline=deadline, on_event=on_event, cancel=cancel)
