@@ -5,10 +5,13 @@ reflection or verification cue a larger target model writes that stretch instead
 """
 
 from spec_graph._version import __version__
+from spec_graph.chat_model import SpeculativeThinkingChatModel
 from spec_graph.classification import StepCategory, StepClassification, classify_step
 from spec_graph.config import PRESETS, SpeculativeThinkingConfig, resolve_config
+from spec_graph.errors import RunCancelledError, SpeculativeThinkingError
 from spec_graph.generators import Generator, GeneratorSession, ScriptedGenerator
 from spec_graph.graph import SpecContext, build_graph
+from spec_graph.langgraph_node import chat_model_node, subgraph_node
 from spec_graph.thinker import SpecResult, SpeculativeThinker, split_reasoning
 
 __all__ = [
@@ -16,18 +19,23 @@ __all__ = [
     "Generator",
     "GeneratorSession",
     "HFGenerator",
+    "RunCancelledError",
     "ScriptedGenerator",
     "SpecContext",
     "SpecResult",
     "SpeculativeThinker",
+    "SpeculativeThinkingChatModel",
     "SpeculativeThinkingConfig",
+    "SpeculativeThinkingError",
     "StepCategory",
     "StepClassification",
     "__version__",
     "build_graph",
+    "chat_model_node",
     "classify_step",
     "resolve_config",
     "split_reasoning",
+    "subgraph_node",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import queue
 import threading
 import time
@@ -162,10 +163,12 @@ def as_generator(model: Generator | str, **kwargs: Any) -> Generator:
         from spec_graph.generators.hf import HFGenerator
 
         return HFGenerator(model, **kwargs)
-    if not isinstance(model, Generator):
+    # Look the protocol's members up statically: reading a property such as `tokenizer_key`
+    # would load the weights of a lazy generator.
+    if not all(inspect.getattr_static(model, attr, None) is not None for attr in ("start", "tokenizer_key", "name")):
         msg = f"expected a Generator or a model name/path, got {type(model).__name__}"
         raise TypeError(msg)
-    return model
+    return model  # type: ignore[return-value]
 
 
 class SpeculativeThinker:

@@ -1,0 +1,39 @@
+"""LangChain's standard unit tests for SpeculativeThinkingChatModel (no weights are loaded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_tests.unit_tests import ChatModelUnitTests
+
+from spec_graph.chat_model import SpeculativeThinkingChatModel
+
+
+class TestSpeculativeThinkingChatModelStandard(ChatModelUnitTests):
+    @property
+    def chat_model_class(self) -> type[SpeculativeThinkingChatModel]:
+        return SpeculativeThinkingChatModel
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {
+            "small_model": "smollm2-135m-instruct",
+            "target_model": "qwen2.5-coder-0.5b-instruct",
+            "config": "reasoning",
+        }
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False  # bind_tools raises a clear NotImplementedError (see docs/chat_model.md)
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True  # JSON prompting + parsing, every method
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False  # `model` is a display name; the models are fixed at construction
