@@ -55,6 +55,12 @@ class GenerateRequest:
     """Called with each new piece of decoded text as it is written."""
     cancel: threading.Event | None = None
     """Set by another thread to stop the call at the next token (finish ``"cancelled"``)."""
+    prefix_ids: list[int] = field(default_factory=list)
+    """Tokens this session already wrote right after ``trace`` (still in its cache): they
+    start the segment as if written now, without being sampled or run again. Only for
+    sessions whose ``supports_prefix`` is true."""
+    prefix_text: str = ""
+    """The text of ``prefix_ids``."""
 
     def interrupted(self) -> SegmentFinish | None:
         """``"cancelled"`` or ``"time"`` when the call must stop now, else ``None``."""
@@ -84,6 +90,8 @@ class Segment:
     """Tokens the model had to process before writing (catching up on the trace)."""
     elapsed: float = 0.0
     """Wall time of the call in seconds, catching up included."""
+    reused_tokens: int = 0
+    """Tokens of ``token_ids`` that came from the request's prefix (not written by this call)."""
     logprobs: list[float] | None = field(default=None, repr=False)
     """Log-probability of each written token under the model's unwarped distribution."""
 

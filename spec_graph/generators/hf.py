@@ -289,6 +289,9 @@ class HFSession:
         """Tokens of the rendered prompt."""
         return len(self._prompt)
 
+    supports_prefix = True
+    """Requests may carry a prefix of tokens this session wrote and still caches."""
+
     @property
     def tokenizer_key(self) -> str:
         """The generator's tokenizer key."""
@@ -392,10 +395,14 @@ class HFSession:
             if room <= 0:  # the model's context window is full
                 return Segment("", [], "context", elapsed=time.perf_counter() - t0)
             max_tokens = min(req.max_tokens, room)
-            logits, prefill = self._sync(target)
+            replay = iter(req.prefix_ids)  # already written and cached: replayed, not sampled
+            logits, prefill = self._sync(target + req.prefix_ids)
             detok = _Detokenizer(self._gen, target)
             while True:
-                token = self._select(logits, req)
+                token = next(replay, None)
+                replaying = token is not None
+                if token is None:
+                    token = self._select(logits, req)
                 ids.append(token)
                 if token in eos:
                     finish = "eos"
@@ -422,7 +429,8 @@ class HFSession:
                 if (stopped := req.interrupted()) is not None:
                     finish = stopped
                     break
-                logits = self._forward([token])
+                if not replaying:
+                    logits = self._forward([token])
             rest = detok.flush()
             if rest:
                 text += rest
@@ -434,6 +442,7 @@ class HFSession:
             finish_reason=finish,
             first_boundary=first_boundary,
             prefill_tokens=prefill,
+            reused_tokens=min(len(req.prefix_ids), len(ids)),
             elapsed=time.perf_counter() - t0,
         )
 

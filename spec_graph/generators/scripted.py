@@ -46,6 +46,10 @@ class ScriptedGenerator:
     script: Script
     name: str = "scripted"
     tokenizer_key: str = "scripted-words"
+    supports_prefix: bool = False
+    """Accept requests that start with tokens the model already wrote (see
+    :attr:`GenerateRequest.prefix_ids`); off by default so that a response queue advances
+    once per call."""
     calls: list[dict[str, Any]] = field(default_factory=list)
     """Every call made: ``{"trace": str, "max_tokens": int, "stop_at_trigger": bool}``."""
 
@@ -97,6 +101,11 @@ class ScriptedSession:
         """The generator's tokenizer key."""
         return self._gen.tokenizer_key
 
+    @property
+    def supports_prefix(self) -> bool:
+        """Whether requests may carry a prefix (the generator's setting)."""
+        return self._gen.supports_prefix
+
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Write the script's text for this trace within the request's limits."""
         t0 = time.perf_counter()
@@ -105,7 +114,8 @@ class ScriptedSession:
         self._gen.calls.append(
             {"trace": trace_text, "max_tokens": request.max_tokens, "stop_at_trigger": request.stop_at_trigger}
         )
-        tokens = scripted_tokens(self._gen.script(trace_text, call))
+        prefix = scripted_tokens(request.prefix_text) if request.prefix_ids else []
+        tokens = prefix + scripted_tokens(self._gen.script(trace_text + request.prefix_text, call))
         text, ids = "", []
         finish: SegmentFinish = "length"
         first_boundary: tuple[int, int] | None = None
@@ -143,6 +153,7 @@ class ScriptedSession:
             finish_reason=finish,
             first_boundary=first_boundary,
             elapsed=time.perf_counter() - t0,
+            reused_tokens=min(len(prefix), len(ids)),
         )
 
     def close(self) -> None:

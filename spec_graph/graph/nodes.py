@@ -16,7 +16,7 @@ from spec_graph.classification import StepCategory
 from spec_graph.classification import classify_step as classify
 from spec_graph.errors import RunCancelledError
 from spec_graph.generators.base import GenerateRequest, Segment, Span
-from spec_graph.graph.state import FinishReason, Intervention, Probe, SpecContext, SpecState
+from spec_graph.graph.state import FinishReason, Intervention, Leftover, Probe, SpecContext, SpecState
 
 Who = Literal["small", "target"]
 
@@ -46,6 +46,7 @@ def _write(
     reason: str,
     stop_at_trigger: bool,
     live: bool,
+    prefix: Leftover | None = None,
 ) -> Segment:
     """Ask one model to continue the trace; stream its text as written when ``live``."""
     ctx, cfg = runtime.context, runtime.context.config
@@ -66,6 +67,8 @@ def _write(
         deadline=ctx.deadline,
         on_text=on_text if live else None,
         cancel=ctx.cancel,
+        prefix_ids=list(prefix["token_ids"]) if prefix else [],
+        prefix_text=prefix["text"] if prefix else "",
     )
     seg = session.generate(trace, request)
     if seg.finish_reason == "cancelled":
@@ -93,7 +96,7 @@ def _bump(state: SpecState, key: str, who: Who, amount: float) -> dict[str, Any]
 def _account(state: SpecState, who: Who, seg: Segment, kept: int) -> dict[str, Any]:
     """Counter updates after ``who`` wrote ``seg`` of which ``kept`` tokens stay in the trace."""
     return {
-        "generated_tokens": _bump(state, "generated_tokens", who, seg.num_tokens),
+        "generated_tokens": _bump(state, "generated_tokens", who, seg.num_tokens - seg.reused_tokens),
         "prefill_tokens": _bump(state, "prefill_tokens", who, seg.prefill_tokens),
         "model_seconds": _bump(state, "model_seconds", who, seg.elapsed),
         "output_tokens": _bump(state, "output_tokens", who, kept),
@@ -175,7 +178,24 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
         # not change the text, so it is not written (same output, n1 small tokens saved).
         return {"decision": "intervene", "probe": None, "spans": injected}
     n1 = min(cfg.probe_tokens, _remaining(state, runtime.context))
-    seg = _write(runtime, "small", spans + injected, n1, reason="probe", stop_at_trigger=False, live=False)
+    leftover = state.get("leftover")
+    reuse = (
+        leftover is not None
+        and not injected
+        and leftover["at"] == _chars(state)
+        and len(leftover["token_ids"]) <= n1
+        and getattr(runtime.context.small, "supports_prefix", False)
+    )
+    seg = _write(
+        runtime,
+        "small",
+        spans + injected,
+        n1,
+        reason="probe",
+        stop_at_trigger=False,
+        live=False,
+        prefix=leftover if reuse else None,
+    )
     step = classify(seg.text, cfg)
     text, ids, boundary, finish = _keepable(seg)
     if (step.category != StepCategory.NEUTRAL or cfg.not_reasoning) and seg.finish_reason != "time":
@@ -188,13 +208,25 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
             boundary=boundary,
             finish_reason=finish,
         )
-        return {"decision": "intervene", "probe": probe, "spans": injected, **_account(state, "small", seg, 0)}
+        return {
+            "decision": "intervene",
+            "probe": probe,
+            "leftover": None,
+            "spans": injected,
+            **_account(state, "small", seg, 0),
+        }
     # c. NEUTRAL: keep the probe up to and including its first boundary, so none is skipped.
     if text:
         _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": text})
     span = _span(runtime, "small", "probe", text, ids, boundary)
+    rest = Leftover(
+        text=seg.text[len(text) :],
+        token_ids=seg.token_ids[len(ids) :],
+        at=_chars(state) + sum(len(i["text"]) for i in injected) + len(text),
+    )
     return {
         "decision": "keep",
+        "leftover": rest if rest["token_ids"] else None,
         "spans": [*injected, span],
         "finish_reason": finish,
         **_account(state, "small", seg, len(ids)),

@@ -51,6 +51,19 @@ class Probe(TypedDict):
     """How the run ends if the probe is kept (end of turn or stop string inside it)."""
 
 
+class Leftover(TypedDict):
+    """What a kept neutral probe wrote after its first boundary.
+
+    The next probe at that boundary would write exactly these tokens again (they are a sample
+    of the same distribution, and the small model still caches them), so it starts from them.
+    """
+
+    text: str
+    token_ids: list[int]
+    at: int
+    """Length of the trace text they follow; stale once anything else is written."""
+
+
 class SpecInput(TypedDict, total=False):
     """What a run starts from."""
 
@@ -73,6 +86,7 @@ class SpecState(TypedDict, total=False):
     prefill_tokens: dict[str, int]
     model_seconds: dict[str, float]
     probe: Probe | None
+    leftover: Leftover | None
     decision: Decision | None
     opening_done: bool
     finish_reason: FinishReason | None

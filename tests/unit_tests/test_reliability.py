@@ -294,3 +294,24 @@ def test_a_run_interrupted_by_an_exception_resumes_to_the_same_text() -> None:
 def test_resume_of_an_unknown_thread_is_an_error() -> None:
     with pytest.raises(ValueError, match="no run is checkpointed"):
         make(checkpointer=InMemorySaver()).resume("nope")
+
+
+# -- reuse of a kept probe's leftover --------------------------------------------------------------
+def test_probe_leftover_is_reused_not_rewritten() -> None:
+    """A neutral probe cut at its first boundary hands its tail to the next probe."""
+    doc = "A b.\n\nC d.\n\nE f g h i j.\n\nK." + EOS
+    cfg = SpeculativeThinkingConfig(probe_tokens=6, max_new_tokens=40)
+
+    def run(reuse: bool) -> tuple[Any, ScriptedGenerator]:
+        small = ScriptedGenerator.from_document(doc, name="small")
+        small.supports_prefix = reuse
+        result = SpeculativeThinker(small, ScriptedGenerator.from_responses([" T"]), cfg).run("q")
+        return result, small
+
+    plain, plain_small = run(False)
+    reused, reused_small = run(True)
+    assert reused.text == plain.text == doc.replace(EOS, "")
+    assert reused.output_tokens == plain.output_tokens
+    assert reused.generated_tokens["small"] < plain.generated_tokens["small"]
+    assert reused.generated_tokens["small"] == reused.output_tokens["small"]  # nothing written twice
+    assert len(reused_small.calls) == len(plain_small.calls)
