@@ -313,7 +313,8 @@ class SpeculativeThinker:
             error = RunCancelledError if isinstance(exc, RunCancelledError) else SpeculativeThinkingError
             what = "was cancelled" if error is RunCancelledError else f"failed ({describe(exc)})"
             msg = f"the run {what} after {partial.num_output_tokens} tokens; .partial holds the text so far"
-            raise error(msg, partial=partial, unsaved_text="".join(unsaved)) from exc
+            unsaved_text = "".join(unsaved) or getattr(exc, "partial_text", "")
+            raise error(msg, partial=partial, unsaved_text=unsaved_text) from exc
         finally:
             small.close()
             target.close()

@@ -1,6 +1,7 @@
 """Models behind the graph: the protocol, a local transformers generator and a scripted one."""
 
 from spec_graph.generators.base import GenerateRequest, Generator, GeneratorSession, Segment, Span
+from spec_graph.generators.remote import RemoteGenerator, RemoteGeneratorError, RemoteSession
 from spec_graph.generators.scripted import EOS, ScriptedGenerator
 
 __all__ = [
