@@ -1,4 +1,4 @@
-"""Models behind the graph: the protocol, a local transformers generator and a scripted one."""
+"""Models behind the graph: the protocol, local transformers, OpenAI-compatible servers, scripted."""
 
 from spec_graph.generators.base import GenerateRequest, Generator, GeneratorSession, Segment, Span
 from spec_graph.generators.remote import RemoteGenerator, RemoteGeneratorError, RemoteSession
@@ -10,6 +10,9 @@ __all__ = [
     "Generator",
     "GeneratorSession",
     "HFGenerator",
+    "RemoteGenerator",
+    "RemoteGeneratorError",
+    "RemoteSession",
     "ScriptedGenerator",
     "Segment",
     "Span",
