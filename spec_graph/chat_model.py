@@ -732,6 +732,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             "openings": kinds["opening"],
             "verifications": kinds["verification"],
             "takeovers": kinds["takeover"],
+            "fallbacks": [dict(f) for f in result.fallbacks],
             "target_share": result.target_share,
             "model_seconds": dict(result.model_seconds),
             "wall_seconds": result.wall_seconds,

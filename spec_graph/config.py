@@ -181,6 +181,12 @@ class SpeculativeThinkingConfig(BaseModel):
         gt=0,
         description="Wall-clock budget in seconds, or None (reference time_out, where -1 means None).",
     )
+    target_fallback: bool = Field(
+        False,
+        description="When the target fails (e.g. a served model still down after its retries), keep what "
+        "it wrote and go on with the small model alone, recording the fallback; off: the run stops with "
+        "SpeculativeThinkingError carrying the partial trace (no reference key).",
+    )
 
     @field_validator("trigger_strings")
     @classmethod

@@ -101,6 +101,8 @@ class SpecResult:
     model_seconds: dict[str, float]
     wall_seconds: float
     prompt_tokens: dict[str, int] = field(default_factory=dict)
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    """Times the target failed and the small model went on alone (``target_fallback``)."""
 
     @property
     def num_output_tokens(self) -> int:
@@ -154,6 +156,7 @@ class SpecResult:
             model_seconds=dict(state.get("model_seconds", {})),
             wall_seconds=wall_seconds,
             prompt_tokens=prompt_tokens or {},
+            fallbacks=[dict(f) for f in state.get("fallbacks", [])],
         )
 
 

@@ -90,6 +90,8 @@ class Segment:
     """Tokens the model had to process before writing (catching up on the trace)."""
     elapsed: float = 0.0
     """Wall time of the call in seconds, catching up included."""
+    error: str | None = None
+    """Set when the model failed part-way and the graph continues without it (fallback)."""
     reused_tokens: int = 0
     """Tokens of ``token_ids`` that came from the request's prefix (not written by this call)."""
     logprobs: list[float] | None = field(default=None, repr=False)

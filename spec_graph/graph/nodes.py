@@ -14,9 +14,9 @@ from langgraph.runtime import Runtime
 
 from spec_graph.classification import StepCategory
 from spec_graph.classification import classify_step as classify
-from spec_graph.errors import RunCancelledError
+from spec_graph.errors import RunCancelledError, describe
 from spec_graph.generators.base import GenerateRequest, Segment, Span
-from spec_graph.graph.state import FinishReason, Intervention, Leftover, Probe, SpecContext, SpecState
+from spec_graph.graph.state import Fallback, FinishReason, Intervention, Leftover, Probe, SpecContext, SpecState
 
 Who = Literal["small", "target"]
 
@@ -70,7 +70,16 @@ def _write(
         prefix_ids=list(prefix["token_ids"]) if prefix else [],
         prefix_text=prefix["text"] if prefix else "",
     )
-    seg = session.generate(trace, request)
+    try:
+        seg = session.generate(trace, request)
+    except RunCancelledError:
+        raise
+    except Exception as exc:
+        if who != "target" or not cfg.target_fallback:
+            raise
+        # Fallback: keep what the target wrote before it failed; the small model goes on alone.
+        text, ids = getattr(exc, "partial_text", "") or "", list(getattr(exc, "partial_token_ids", []) or [])
+        return Segment(text=text if ids else "", token_ids=ids, finish_reason="length", error=describe(exc))
     if seg.finish_reason == "cancelled":
         msg = "the run was cancelled"
         raise RunCancelledError(msg)
@@ -109,6 +118,20 @@ _RUN_FINISH: dict[str, FinishReason] = {"eos": "eos", "stop": "stop", "time": "t
 def _finish(seg: Segment) -> FinishReason | None:
     """How the run ends after this segment (a full context window ends it like the budget)."""
     return _RUN_FINISH.get(seg.finish_reason)
+
+
+def _fallback(state: SpecState, node: str, seg: Segment) -> dict[str, Any]:
+    """State updates recording a target failure (empty when the target did not fail)."""
+    if seg.error is None:
+        return {}
+    record = Fallback(
+        node=node,
+        error=seg.error,
+        char_position=_chars(state),
+        token_position=sum(state.get("output_tokens", {}).values()),
+        partial_text=seg.text,
+    )
+    return {"fallbacks": [record], "target_failed": True}
 
 
 def _keepable(seg: Segment) -> tuple[str, list[int], bool, FinishReason | None]:
@@ -167,13 +190,14 @@ def detect_boundary(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str
 def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, Any]:
     """4. At a boundary the small model wrote: recap takeover, intervention, or keep its probe."""
     cfg = runtime.context.config
+    failed = bool(state.get("target_failed"))  # after a fallback the small model writes alone
     # a. Too many negative steps: the target takes over with a recap.
-    if state.get("negatives", 0) >= state.get("negative_threshold", cfg.negative_threshold):
+    if not failed and state.get("negatives", 0) >= state.get("negative_threshold", cfg.negative_threshold):
         return {"decision": "takeover"}
     # b. The small model writes a probe of n1 tokens (after the think prompt, if set).
     spans = _spans(state)
     injected = [_injected(runtime, "think_prompt", cfg.think_prompt)] if cfg.think_prompt else []
-    if cfg.not_reasoning and cfg.choose_large:
+    if cfg.not_reasoning and cfg.choose_large and not failed:
         # Every boundary goes to the target and its stretch is always kept: the probe could
         # not change the text, so it is not written (same output, n1 small tokens saved).
         return {"decision": "intervene", "probe": None, "spans": injected}
@@ -198,7 +222,8 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
     )
     step = classify(seg.text, cfg)
     text, ids, boundary, finish = _keepable(seg)
-    if (step.category != StepCategory.NEUTRAL or cfg.not_reasoning) and seg.finish_reason != "time":
+    wants_target = step.category != StepCategory.NEUTRAL or cfg.not_reasoning
+    if wants_target and not failed and seg.finish_reason != "time":
         probe = Probe(
             text=seg.text,
             category=step.category.value,
@@ -244,9 +269,10 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
         _emit(runtime, {"type": "intervention", **event})
         span = _span(runtime, "target", "opening", seg.text, seg.token_ids, False)
         return {
-            "spans": [span],
+            "spans": [span] if seg.token_ids else [],
             "interventions": [event],
             "opening_done": True,
+            **_fallback(state, "target_intervene", seg),
             "finish_reason": _finish(seg),
             **_account(state, "target", seg, seg.num_tokens),
         }
@@ -257,7 +283,12 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
     target_sent = classify(seg.text, cfg).sentiment
     p = probe["sentiment"] if probe else 0
     keep_target = cfg.choose_large or probe is None or (p < 0 <= target_sent) or (p > 0 > target_sent)
+    if seg.error is not None and not seg.token_ids:  # the target failed before writing anything
+        keep_target = False
+        if probe is None:
+            return {"probe": None, "decision": None, **_fallback(state, "target_intervene", seg)}
     updates = _account(state, "target", seg, seg.num_tokens if keep_target else 0)
+    updates.update(_fallback(state, "target_intervene", seg))
     if keep_target:
         kept = _span(runtime, "target", "intervention", seg.text, seg.token_ids, False)
         finish = _finish(seg)
@@ -287,7 +318,7 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
     # A verification cue in the kept stretch: the target writes n2 more tokens.
     now = {**state, **out, "spans": [*spans, kept]}
     n2 = min(cfg.verify_tokens, _remaining(now, ctx))  # type: ignore[arg-type]
-    if kept_step.verification_hits and finish is None and n2 > 0:
+    if kept_step.verification_hits and finish is None and n2 > 0 and seg.error is None:
         seg2 = _write(runtime, "target", [*spans, kept], n2, reason="verification", stop_at_trigger=False, live=True)
         event2 = _intervention(now, "verification", StepCategory.VERIFICATION.value, None, seg2, "target")  # type: ignore[arg-type]
         _emit(runtime, {"type": "intervention", **event2})
@@ -295,6 +326,7 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
         out["interventions"].append(event2)
         out["finish_reason"] = _finish(seg2)
         out.update(_account(now, "target", seg2, seg2.num_tokens))  # type: ignore[arg-type]
+        out.update(_fallback(now, "target_intervene", seg2))  # type: ignore[arg-type]
     return out
 
 
@@ -309,9 +341,11 @@ def reflection_takeover(state: SpecState, runtime: Runtime[SpecContext]) -> dict
     event = _intervention(state, "takeover", "takeover", None, seg, "target")
     event["char_position"] += len(prompt["text"])
     _emit(runtime, {"type": "intervention", **event})
+    written = [_span(runtime, "target", "takeover", seg.text, seg.token_ids, False)] if seg.token_ids else []
     return {
-        "spans": [prompt, _span(runtime, "target", "takeover", seg.text, seg.token_ids, False)],
+        "spans": [prompt, *written],
         "interventions": [event],
+        **_fallback(state, "reflection_takeover", seg),
         "negatives": 0,
         "recap_tokens": min(recap + cfg.recap_growth, cfg.recap_tokens_cap),
         "negative_threshold": min(threshold + cfg.negative_threshold_growth, cfg.negative_threshold_cap),

@@ -64,6 +64,16 @@ class Leftover(TypedDict):
     """Length of the trace text they follow; stale once anything else is written."""
 
 
+class Fallback(TypedDict):
+    """The target failed (after its retries) and the run went on with the small model alone."""
+
+    node: str
+    error: str
+    char_position: int
+    token_position: int
+    partial_text: str
+
+
 class SpecInput(TypedDict, total=False):
     """What a run starts from."""
 
@@ -85,6 +95,9 @@ class SpecState(TypedDict, total=False):
     """All tokens written by each model, discarded probes and stretches included."""
     prefill_tokens: dict[str, int]
     model_seconds: dict[str, float]
+    fallbacks: Annotated[list[Fallback], operator.add]
+    target_failed: bool
+    """Set after a fallback: the small model writes alone for the rest of the run."""
     probe: Probe | None
     leftover: Leftover | None
     decision: Decision | None

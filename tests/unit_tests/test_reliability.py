@@ -315,3 +315,36 @@ def test_probe_leftover_is_reused_not_rewritten() -> None:
     assert reused.generated_tokens["small"] < plain.generated_tokens["small"]
     assert reused.generated_tokens["small"] == reused.output_tokens["small"]  # nothing written twice
     assert len(reused_small.calls) == len(plain_small.calls)
+
+
+# -- fallback to the small model when the target fails -------------------------------------------
+def test_target_failure_stops_the_run_by_default() -> None:
+    target = Failing(TARGET_TEXT, fail_at=0, exc=ConnectionError("server gone"))
+    thinker = SpeculativeThinker(
+        ScriptedGenerator.from_responses(SMALL_TEXT), target, SpeculativeThinkingConfig(probe_tokens=4)
+    )
+    with pytest.raises(SpeculativeThinkingError, match="ConnectionError") as info:
+        thinker.run("q")
+    assert info.value.partial is not None and info.value.partial.text == "Step one.\n\n"
+
+
+def test_target_fallback_goes_on_with_the_small_model_and_records_it() -> None:
+    target = Failing(TARGET_TEXT, fail_at=0, exc=ConnectionError("server gone"))
+    cfg = SpeculativeThinkingConfig(probe_tokens=4, target_fallback=True)
+    result = SpeculativeThinker(ScriptedGenerator.from_responses(SMALL_TEXT), target, cfg).run("q")
+    assert result.finish_reason == "eos"
+    assert result.text == "Step one.\n\n Wait, that is wrong. Step two.\n\n So done."  # the small model alone
+    assert result.output_tokens.get("target", 0) == 0
+    assert len(result.fallbacks) == 1
+    assert result.fallbacks[0]["node"] == "target_intervene"
+    assert "ConnectionError: server gone" in result.fallbacks[0]["error"]
+    assert len(target.calls) == 1  # never asked again after the failure
+
+
+def test_target_fallback_in_the_opening() -> None:
+    target = Failing(TARGET_TEXT, fail_at=0, exc=TimeoutError("hung"))
+    cfg = SpeculativeThinkingConfig.preset("non_reasoning", target_fallback=True, max_new_tokens=30)
+    result = SpeculativeThinker(ScriptedGenerator.from_responses(SMALL_TEXT), target, cfg).run("q")
+    assert result.fallbacks and result.fallbacks[0]["char_position"] == 0
+    assert result.text.startswith("Step one.")
+    assert result.output_tokens.get("target", 0) == 0
