@@ -517,6 +517,18 @@ def test_run_fails_with_the_partial_trace_intact(fault: str) -> None:
     assert partial.text == "".join(s["text"] for s in partial.spans)
 
 
+@pytest.mark.parametrize("fault", ["500", "hang"])
+def test_with_fallback_the_run_goes_on_with_the_small_model(fault: str) -> None:
+    small = ScriptedGenerator.from_document(DOC, name="small")
+    cfg = CFG.model_copy(update={"target_fallback": True})
+    with FakeServer(default_fault=fault) as srv:
+        result = SpeculativeThinker(small, remote(srv, timeout=0.2, retries=1), cfg).run(MESSAGES)
+    assert result.finish_reason == "eos"
+    assert result.text == DOC.removesuffix(EOS)  # the small model wrote everything
+    assert result.output_tokens.get("target", 0) == 0
+    assert len(result.fallbacks) == 1 and "RemoteGeneratorError" in result.fallbacks[0]["error"]
+
+
 # -- concurrency -------------------------------------------------------------------------------
 def test_threads_share_one_generator_within_the_concurrency_limit() -> None:
     with FakeServer(piece_delay=0.01) as srv:
