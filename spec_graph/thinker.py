@@ -51,7 +51,7 @@ def normalize_messages(prompt: str | Sequence[Mapping[str, Any]]) -> list[dict[s
     elif isinstance(prompt, (bytes, Mapping)) or not isinstance(prompt, Sequence):
         msg = f"expected a question (str) or a list of messages, got {type(prompt).__name__}"
         raise TypeError(msg)
-    messages = [dict(m) if isinstance(m, Mapping) else m for m in prompt]
+    messages: list[Any] = [dict(m) if isinstance(m, Mapping) else m for m in prompt]
     if not messages:
         msg = "the message list is empty: give at least one user message"
         raise ValueError(msg)
@@ -128,7 +128,7 @@ class SpecResult:
     @classmethod
     def from_state(
         cls,
-        state: SpecState,
+        state: SpecState | Mapping[str, Any],
         *,
         wall_seconds: float,
         stop: Sequence[str] = (),

@@ -91,7 +91,7 @@ def load_pretrained(
         if key not in _LOADED:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             # safetensors only: never unpickle weights fetched at run time.
-            lm = AutoModelForCausalLM.from_pretrained(
+            lm: Any = AutoModelForCausalLM.from_pretrained(
                 path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
             )
             lm.to(device).eval()
@@ -207,7 +207,8 @@ class HFGenerator:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``, special tokens kept, no clean-up of spaces."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return str(text)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in this model's tokenizer."""

@@ -40,7 +40,7 @@ def crop(cache: DynamicCache, length: int) -> None:
 
 
 @functools.cache
-def _cache_kwarg(model_class: type) -> str:
+def _cache_kwarg(model_class: Any) -> str:
     """``cache`` in recent transformers 5 releases, ``past_key_values`` before."""
     params = inspect.signature(model_class.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
@@ -56,6 +56,6 @@ def forward_last_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache
     if cache is None:
         out = model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
     else:
-        kwargs = {_cache_kwarg(type(model)): cache}
+        kwargs = {_cache_kwarg(type(model)): cache}  # type: ignore[arg-type]
         out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **kwargs)
     return out.logits[:, -1, :].float()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from spec_graph.graph import nodes
@@ -81,5 +80,4 @@ def build_graph(*, checkpointer: Any = None, compile: bool = True, name: str = "
     g.add_edge("finalize", END)
     if not compile:
         return g
-    compiled: CompiledStateGraph = g.compile(checkpointer=checkpointer, name=name)
-    return compiled
+    return g.compile(checkpointer=checkpointer, name=name)

@@ -114,7 +114,7 @@ class SpecContext:
 
     small: GeneratorSession
     target: GeneratorSession
-    config: SpeculativeThinkingConfig = field(default_factory=SpeculativeThinkingConfig)
+    config: SpeculativeThinkingConfig = field(default_factory=lambda: SpeculativeThinkingConfig())
     stop: tuple[str, ...] = ()
     """User stop strings: the run ends before the first match."""
     deadline: float | None = None
