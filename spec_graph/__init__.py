@@ -33,7 +33,9 @@ __all__ = [
     "build_graph",
     "chat_model_node",
     "classify_step",
+    "render_trace",
     "resolve_config",
+    "save_trace",
     "split_reasoning",
     "subgraph_node",
 ]

@@ -13,7 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from typing_extensions import TypedDict
 
 Author = Literal["small", "target", "injected"]
 SegmentFinish = Literal["trigger", "eos", "length", "stop", "time", "cancelled", "context"]
