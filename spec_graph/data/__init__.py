@@ -1,0 +1,1 @@
+"""Packaged evaluation sets (JSON Lines with ``id``, ``problem``, ``answer``); see ``SOURCES.md``."""

@@ -1,0 +1,177 @@
+"""The evaluation in one call: :class:`EvalConfig` -> records, table and plots.
+
+Example:
+    >>> from spec_graph.eval import EvalConfig, evaluate  # doctest: +SKIP
+    >>> cfg = EvalConfig(dataset="multiarith", limit=10, systems=("small", "target", "spec:reasoning"),
+    ...                  out="runs/multiarith10")  # doctest: +SKIP
+    >>> results = evaluate(cfg)  # doctest: +SKIP
+    >>> [(r["system"], r["accuracy"]) for r in results["systems"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spec_graph.eval.datasets import load_dataset
+from spec_graph.eval.runner import PAPER_PROMPT, RecordStore, run_systems
+from spec_graph.eval.systems import SampleOptions, System, make_system
+
+__all__ = ["DEFAULT_SYSTEMS", "RESUME_FIELDS", "EvalConfig", "evaluate"]
+
+DEFAULT_SYSTEMS = ("small", "target", "spec:reasoning", "spec:non_reasoning", "specdec")
+RESUME_FIELDS = (
+    "dataset", "small", "target", "seed", "max_new_tokens", "temperature", "top_p", "top_k", "prompt_template",
+)  # fmt: skip
+"""Settings that must match for a run to resume into an existing output folder."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how; validated on creation."""
+
+    dataset: str = "multiarith"
+    """A packaged set name or a JSONL path."""
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
+    small: str = "smollm2-135m-instruct"
+    target: str = "qwen2.5-coder-0.5b-instruct"
+    limit: int | None = None
+    offset: int = 0
+    samples: int = 1
+    seed: int = 0
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 0.95
+    top_k: int = 50
+    prompt_template: str = PAPER_PROMPT
+    out: str | None = None
+    """Output folder (records, results, plots); None: a temporary folder, removed afterwards."""
+    progress: bool = True
+    interleave: bool = False
+    """Answer each problem with all systems before the next (fairer speeds on a machine whose load varies)."""
+    plots: bool = True
+    overwrite: bool = False
+    """Start afresh, deleting the records in ``out`` (else a run resumes)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes copied into ``results.json`` (e.g. the command line)."""
+
+    def __post_init__(self) -> None:
+        """Check ranges and names."""
+        problems = []
+        if not self.systems:
+            problems.append("systems must not be empty")
+        if len(set(self.systems)) != len(self.systems):
+            problems.append(f"systems are repeated: {list(self.systems)}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"limit must be >= 1, got {self.limit}")
+        if self.offset < 0:
+            problems.append(f"offset must be >= 0, got {self.offset}")
+        if self.samples < 1:
+            problems.append(f"samples must be >= 1, got {self.samples}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if "{problem}" not in self.prompt_template:
+            problems.append("prompt_template must contain '{problem}'")
+        if problems:
+            raise ValueError("invalid evaluation settings: " + "; ".join(problems))
+
+    @property
+    def options(self) -> SampleOptions:
+        """The sampling options every system uses."""
+        return SampleOptions(self.max_new_tokens, self.temperature, self.top_p, self.top_k, self.seed)
+
+    def meta(self, problems: int) -> dict[str, Any]:
+        """The settings as written into ``run.json`` and ``results.json``."""
+        import torch
+        import transformers
+
+        from spec_graph._version import __version__
+
+        data = asdict(self)
+        data.pop("progress")
+        data.pop("overwrite")
+        data["systems"] = list(self.systems)
+        data["problems"] = problems
+        data["versions"] = {
+            "spec_graph": __version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        }
+        return data
+
+
+def _check_resume(out: Path, meta: dict[str, Any], overwrite: bool) -> None:
+    run_file = out / "run.json"
+    if overwrite:
+        for name in ("records.jsonl", "run.json"):
+            (out / name).unlink(missing_ok=True)
+        return
+    if not run_file.is_file():
+        return
+    old = json.loads(run_file.read_text(encoding="utf-8"))
+    diffs = [f"{k}: {old.get(k)!r} -> {meta.get(k)!r}" for k in RESUME_FIELDS if old.get(k) != meta.get(k)]
+    if diffs:
+        msg = (
+            f"{out} holds records made with other settings ({'; '.join(diffs)}); "
+            "use another output folder, or overwrite=True (--overwrite) to start afresh"
+        )
+        raise ValueError(msg)
+
+
+def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> dict[str, Any]:
+    """Run ``config`` (resuming into ``config.out``) and write the report; return ``results.json``'s dict.
+
+    Args:
+        config: the settings.
+        systems: ready-made systems to use instead of building ``config.systems`` from
+            ``config.small``/``config.target`` (e.g. around custom generators).
+    """
+    from spec_graph.eval.report import write_report
+    from spec_graph.thinker import as_generator
+
+    problems = load_dataset(config.dataset, limit=config.limit, offset=config.offset)
+    if systems is None:
+        small, target = as_generator(config.small), as_generator(config.target)
+        systems = [make_system(name, small, target) for name in config.systems]
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        msg = f"system names are repeated: {names}"
+        raise ValueError(msg)
+    meta = config.meta(len(problems))
+    meta["systems"] = names
+    tmp = None if config.out else tempfile.mkdtemp(prefix="spec-graph-eval-")
+    out = Path(config.out or str(tmp))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_resume(out, meta, config.overwrite)
+        (out / "run.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        store = RecordStore(out / "records.jsonl")
+        records = run_systems(
+            systems,
+            problems,
+            store,
+            options=config.options,
+            dataset=config.dataset,
+            samples=config.samples,
+            seed=config.seed,
+            template=config.prompt_template,
+            progress=config.progress,
+            interleave=config.interleave,
+        )
+        results = write_report(out, records, meta, names, plots=config.plots)
+        results["out"] = None if tmp else str(out)
+        return results
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
