@@ -9,7 +9,6 @@ forward pass per written token. A discarded probe is thus undone by cropping, ne
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -29,6 +28,7 @@ from transformers.generation.logits_process import (
 
 from spec_graph.generators import hf_cache
 from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+from spec_graph.generators.tokens import TraceIds, tokenizer_key
 
 PLAIN_CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n\n{% endfor %}"
@@ -38,7 +38,6 @@ PLAIN_CHAT_TEMPLATE = (
 
 _LOADED: dict[tuple[str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
 _LOAD_LOCK = threading.Lock()
-_KEYS: dict[int, str] = {}
 _MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 
 
@@ -97,15 +96,6 @@ def load_pretrained(
             lm.to(device).eval()
             _LOADED[key] = (lm, tok)
         return _LOADED[key]
-
-
-def tokenizer_key(tok: PreTrainedTokenizerBase) -> str:
-    """A fingerprint of a tokenizer's vocabulary: equal keys mean interchangeable token ids."""
-    if id(tok) not in _KEYS:
-        vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
-        digest = hashlib.sha256("\x00".join(f"{t}\x01{i}" for t, i in vocab).encode()).hexdigest()[:16]
-        _KEYS[id(tok)] = f"{type(tok).__name__}:{len(vocab)}:{digest}"
-    return _KEYS[id(tok)]
 
 
 class HFGenerator:
@@ -279,9 +269,7 @@ class HFSession:
         self._prompt = prompt_ids
         self._cache = hf_cache.new_cache() if gen.use_cache else None
         self._cached: list[int] = []  # ids whose keys/values are in the cache, in order
-        self._memo_spans = 0  # spans already turned into ids
-        self._memo_last = ""  # text of the last of them, to detect a changed trace
-        self._memo_ids: list[int] = []
+        self._trace_ids = TraceIds(gen.encode, gen.decode, gen.tokenizer_key)
         self._rng: torch.Generator | None = None
         self._warpers: dict[tuple[float, float, int], LogitsProcessorList] = {}
 
@@ -300,32 +288,8 @@ class HFSession:
 
     # -- trace -> ids ------------------------------------------------------------------------
     def trace_ids(self, trace: Sequence[Span]) -> list[int]:
-        """Ids of the trace in this model's tokenizer (memoized: the trace only grows)."""
-        n = self._memo_spans
-        if n > len(trace) or (n and trace[n - 1]["text"] != self._memo_last):
-            n, self._memo_ids = 0, []
-        key = self._gen.tokenizer_key
-        for span in trace[n:]:
-            if span["tokenizer"] == key:
-                self._memo_ids.extend(span["token_ids"])
-            elif span["text"]:
-                self._append_text(span["text"])
-        self._memo_spans = len(trace)
-        self._memo_last = trace[-1]["text"] if trace else ""
-        return self._memo_ids
-
-    def _append_text(self, text: str) -> None:
-        """Append foreign text, re-tokenizing the last tokens too so merges at the seam are right."""
-        ids = self._memo_ids
-        back = min(2, len(ids))
-        while back and "\ufffd" in (prev := self._gen.decode(ids[-back:])):
-            back -= 1
-        prev = self._gen.decode(ids[-back:]) if back else ""
-        new = self._gen.encode(prev + text)
-        if self._gen.decode(new) != prev + text:  # tokenizer adds or drops characters at a seam
-            back, new = 0, self._gen.encode(text)
-        del ids[len(ids) - back :]
-        ids.extend(new)
+        """Ids of the trace in this model's tokenizer (see :class:`TraceIds`)."""
+        return self._trace_ids(trace)
 
     # -- model calls -------------------------------------------------------------------------
     def _forward(self, ids: Sequence[int]) -> torch.Tensor:

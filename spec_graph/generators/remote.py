@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -43,7 +42,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+from spec_graph.generators.tokens import TraceIds, tokenizer_key
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ PromptFormat = Literal["text", "ids"]
 _RETRY_STATUS = frozenset({408, 429})
 _CONTEXT_ERRORS = ("maximum context length", "context length", "context_length_exceeded", "too long")
 _PIECE_RE = re.compile(r"\n+|\s?[^\s]+|\s")
-_KEYS: dict[int, str] = {}
 _TOKENIZERS: dict[str, Any] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
@@ -122,15 +121,6 @@ class _Fatal(Exception):
 
 
 # -- tokenizers --------------------------------------------------------------------------------
-def tokenizer_key(tok: Any) -> str:
-    """The same fingerprint as :func:`spec_graph.generators.hf.tokenizer_key` (equal keys, same ids)."""
-    if id(tok) not in _KEYS:
-        vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
-        digest = hashlib.sha256("\x00".join(f"{t}\x01{i}" for t, i in vocab).encode()).hexdigest()[:16]
-        _KEYS[id(tok)] = f"{type(tok).__name__}:{len(vocab)}:{digest}"
-    return _KEYS[id(tok)]
-
-
 def _local_model_path(name: str) -> str | None:
     """The local folder of an embedded model name or an existing folder, else ``None``."""
     from spec_graph import models
@@ -172,48 +162,6 @@ def normalize_base_url(url: str) -> str:
     if urlsplit(url).path in ("", "/"):
         url += "/v1"
     return url
-
-
-# -- the trace in one tokenizer (as HFSession.trace_ids builds it) -----------------------------
-class TraceIds:
-    """Token ids of a trace in one tokenizer, memoized (the trace only grows).
-
-    Spans written under ``key`` pass their ids unchanged; text of any other author is appended
-    by re-tokenizing it together with the last tokens, so that merges at the seam are right
-    (the rule of :meth:`spec_graph.generators.hf.HFSession.trace_ids`).
-    """
-
-    def __init__(self, encode: Callable[[str], list[int]], decode: Callable[[Sequence[int]], str], key: str) -> None:
-        self._encode, self._decode, self._key = encode, decode, key
-        self._spans = 0
-        self._last = ""
-        self.ids: list[int] = []
-
-    def __call__(self, trace: Sequence[Span]) -> list[int]:
-        """The ids of ``trace`` (a list owned by this object: copy it to keep it)."""
-        n = self._spans
-        if n > len(trace) or (n and trace[n - 1]["text"] != self._last):
-            n, self.ids = 0, []
-        for span in trace[n:]:
-            if span["tokenizer"] == self._key:
-                self.ids.extend(span["token_ids"])
-            elif span["text"]:
-                self._append_text(span["text"])
-        self._spans = len(trace)
-        self._last = trace[-1]["text"] if trace else ""
-        return self.ids
-
-    def _append_text(self, text: str) -> None:
-        ids = self.ids
-        back = min(2, len(ids))
-        while back and "\ufffd" in self._decode(ids[-back:]):
-            back -= 1
-        prev = self._decode(ids[-back:]) if back else ""
-        new = self._encode(prev + text)
-        if self._decode(new) != prev + text:  # the tokenizer adds or drops characters at a seam
-            back, new = 0, self._encode(text)
-        del ids[len(ids) - back :]
-        ids.extend(new)
 
 
 # -- the generator -----------------------------------------------------------------------------
