@@ -794,6 +794,16 @@ class _Call:
             partial_token_ids=self.token_ids()[0],
         )
 
+    def _on_failure(self, exc: Exception) -> float | None:
+        """Raise when a failed attempt is final, else the seconds to wait (``None``: stop trying)."""
+        if isinstance(exc, _Fatal):
+            if self._context_full(exc):
+                return None
+            raise self._error(exc, retryable=False) from exc
+        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
+            raise self._error(exc, retryable=False) from exc
+        return self._after_failure(exc)
+
     def _after_failure(self, exc: BaseException) -> float | None:
         """Raise when retries are used up; else the seconds to wait (``None``: the deadline passed)."""
         if self.req.deadline is not None and time.monotonic() >= self.req.deadline:
@@ -861,13 +871,8 @@ class _Call:
                 with gen._slots or contextlib.nullcontext():
                     self._attempt_sync()
                 self.end_attempt()
-            except _Fatal as exc:
-                if not self._context_full(exc):
-                    raise self._error(exc, retryable=False) from exc
-            except (_Retryable, httpx.TransportError, httpx.HTTPStatusError) as exc:
-                if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
-                    raise self._error(exc, retryable=False) from exc
-                delay = self._after_failure(exc)
+            except (_Fatal, _Retryable, httpx.TransportError, httpx.HTTPStatusError) as exc:
+                delay = self._on_failure(exc)
                 if delay is None:
                     break
                 if self.req.cancel is not None:
@@ -904,13 +909,8 @@ class _Call:
                 async with slot or contextlib.nullcontext():
                     await self._attempt_async()
                 self.end_attempt()
-            except _Fatal as exc:
-                if not self._context_full(exc):
-                    raise self._error(exc, retryable=False) from exc
-            except (_Retryable, httpx.TransportError, httpx.HTTPStatusError) as exc:
-                if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
-                    raise self._error(exc, retryable=False) from exc
-                delay = self._after_failure(exc)
+            except (_Fatal, _Retryable, httpx.TransportError, httpx.HTTPStatusError) as exc:
+                delay = self._on_failure(exc)
                 if delay is None:
                     break
                 await asyncio.sleep(delay)
