@@ -14,9 +14,6 @@ from typing_extensions import TypedDict
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import GeneratorSession, Span
 
-NodeName = Literal[
-    "small_generate", "detect_boundary", "classify_step", "target_intervene", "reflection_takeover", "finalize"
-]
 FinishReason = Literal["eos", "length", "time", "stop"]
 Decision = Literal["keep", "intervene", "takeover"]
 
