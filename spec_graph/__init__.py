@@ -1,7 +1,8 @@
 """spec-graph: Speculative Thinking as a LangGraph state graph.
 
 A small reasoning model writes; at each step boundary its next words are classified, and on a
-reflection or verification cue a larger target model writes that stretch instead.
+reflection or verification cue a larger target model writes that stretch instead. When the
+target writes is a pluggable trigger policy (:mod:`spec_graph.policies`).
 """
 
 from spec_graph._version import __version__
@@ -12,13 +13,30 @@ from spec_graph.errors import RunCancelledError, SpeculativeThinkingError
 from spec_graph.generators import Generator, GeneratorSession, ScriptedGenerator
 from spec_graph.graph import SpecContext, build_graph
 from spec_graph.langgraph_node import chat_model_node, subgraph_node
+from spec_graph.policies import (
+    Action,
+    AlwaysPolicy,
+    KeywordPolicy,
+    NeverPolicy,
+    Policy,
+    RegexPolicy,
+    Step,
+    TriggerPolicy,
+    UncertaintyPolicy,
+)
 from spec_graph.thinker import SpecResult, SpeculativeThinker, split_reasoning
 
 __all__ = [
     "PRESETS",
+    "Action",
+    "AlwaysPolicy",
     "Generator",
     "GeneratorSession",
     "HFGenerator",
+    "KeywordPolicy",
+    "NeverPolicy",
+    "Policy",
+    "RegexPolicy",
     "RunCancelledError",
     "ScriptedGenerator",
     "SpecContext",
@@ -27,8 +45,11 @@ __all__ = [
     "SpeculativeThinkingChatModel",
     "SpeculativeThinkingConfig",
     "SpeculativeThinkingError",
+    "Step",
     "StepCategory",
     "StepClassification",
+    "TriggerPolicy",
+    "UncertaintyPolicy",
     "__version__",
     "build_graph",
     "chat_model_node",

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from spec_graph._messages import convert_messages
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 from spec_graph.generators.base import Generator
+from spec_graph.policies import TriggerPolicy
 from spec_graph.thinker import THINK_END, SpecResult, SpeculativeThinker
 
 __all__ = ["SpeculativeThinkingChatModel", "speculation_events"]
@@ -450,6 +451,10 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     """The model that intervenes (default ``"qwen2.5-coder-0.5b-instruct"``)."""
     config: SpeculativeThinkingConfig | str | Path | dict[str, Any] | None = None
     """Algorithm parameters: a config, a preset name, a YAML path or a dict (default: reasoning preset)."""
+    policy: Any = None
+    """When the target writes (default: the config's, the paper's keyword rule): a short name
+    such as ``"uncertainty:0.5"``, ``"entropy:2.5"``, ``"regex:<pattern>"``, ``"never"`` or
+    ``"always"``, a dict with ``kind``, or your own :class:`~spec_graph.policies.TriggerPolicy`."""
     model: str | None = None
     """Display name reported as ``model_name`` (default ``"<small>+<target>"``)."""
     temperature: float | None = Field(default=None, ge=0)
@@ -493,6 +498,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             "top_p": self.top_p,
             "top_k": self.top_k,
             "seed": self.seed,
+            "policy": None if isinstance(self.policy, TriggerPolicy) else self.policy,
         }
         self._base_config = resolve_config(self.config, **{k: v for k, v in overrides.items() if v is not None})
         if any(not s for s in self.stop or ()):
@@ -572,6 +578,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             "target_model": self.target_name,
             "config": self._base_config.model_dump(mode="json", exclude_defaults=True),
             "reasoning": self.reasoning,
+            **({"policy": repr(self.policy)} if isinstance(self.policy, TriggerPolicy) else {}),
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -601,7 +608,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         small, target = self._generators()
         with self._lock:
             if self._thinker is None:
-                self._thinker = SpeculativeThinker(small, target, self._base_config)
+                own = self.policy if isinstance(self.policy, TriggerPolicy) else None
+                self._thinker = SpeculativeThinker(small, target, self._base_config, policy=own)
             return self._thinker
 
     def _stops(self, stop: Sequence[str] | None) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spec_graph.policy_config import KeywordPolicyConfig, PolicyConfig, parse_policy
+
 __all__ = ["PRESETS", "SpeculativeThinkingConfig", "resolve_config"]
 
 _KEYWORD_FIELDS = (
@@ -181,6 +183,12 @@ class SpeculativeThinkingConfig(BaseModel):
         gt=0,
         description="Wall-clock budget in seconds, or None (reference time_out, where -1 means None).",
     )
+    policy: PolicyConfig = Field(
+        default_factory=KeywordPolicyConfig,
+        description="When the target writes (spec_graph.policies): 'keyword' (the paper, default), "
+        "'regex:<pattern>', 'uncertainty:<p>' / 'entropy:<nats>' (the small model's own token "
+        "probabilities), 'never' or 'always'; or a dict with 'kind' and the policy's settings (no reference key).",
+    )
     target_fallback: bool = Field(
         False,
         description="When the target fails (e.g. a served model still down after its retries), keep what "
@@ -198,6 +206,11 @@ class SpeculativeThinkingConfig(BaseModel):
             msg = "trigger_strings must not contain an empty string"
             raise ValueError(msg)
         return value
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _parse_policy(cls, value: Any) -> Any:
+        return parse_policy(value)
 
     @field_validator(*_KEYWORD_FIELDS)
     @classmethod

@@ -17,6 +17,7 @@ from spec_graph.errors import RunCancelledError, SpeculativeThinkingError, descr
 from spec_graph.generators.base import Generator, Span
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import EventCallback, Intervention, SpecContext, SpecState
+from spec_graph.policies import TriggerPolicy, build_policy
 
 THINK_END = "</think>"
 
@@ -189,6 +190,8 @@ class SpeculativeThinker:
         target: the model that intervenes.
         config: a :class:`SpeculativeThinkingConfig`, a preset name, a YAML path or a dict.
         checkpointer: an optional LangGraph checkpointer for the compiled graph.
+        policy: a :class:`~spec_graph.policies.TriggerPolicy` object (e.g. your own) used instead
+            of the one ``config.policy`` describes.
     """
 
     def __init__(
@@ -198,6 +201,7 @@ class SpeculativeThinker:
         config: SpeculativeThinkingConfig | str | Mapping[str, Any] | None = None,
         *,
         checkpointer: Any = None,
+        policy: TriggerPolicy | None = None,
     ) -> None:
         """Build the graph; models load on first use."""
         from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
@@ -205,6 +209,10 @@ class SpeculativeThinker:
         self.small = as_generator(small or DEFAULT_SMALL_MODEL)
         self.target = as_generator(target or DEFAULT_TARGET_MODEL)
         self.config = resolve_config(config)
+        if policy is not None and not isinstance(policy, TriggerPolicy):
+            msg = f"policy must implement spec_graph.policies.TriggerPolicy, got {type(policy).__name__}"
+            raise TypeError(msg)
+        self.policy = policy
         self.checkpointer = checkpointer
         self.graph = build_graph(checkpointer=checkpointer)
 
@@ -291,6 +299,16 @@ class SpeculativeThinker:
         cancel: threading.Event | None,
     ) -> SpecResult:
         small, target = self.small.start(messages), self.target.start(messages)  # may raise: bad input
+        own = self.policy is not None and cfg.policy == self.config.policy  # a per-run policy wins
+        policy = self.policy if own and self.policy is not None else build_policy(cfg.policy)
+        if policy.token_stop(cfg) is not None and not getattr(small, "supports_token_stop", False):
+            small.close()
+            target.close()
+            msg = (
+                f"the {policy.name} policy stops the small model on a token condition, which "
+                f"{self.small.name!r} cannot do (use a local model, or a policy with scope='probe')"
+            )
+            raise ValueError(msg)
         unsaved: list[str] = []  # text streamed by the step in progress
 
         def on_text(event: dict[str, Any]) -> None:
@@ -299,7 +317,7 @@ class SpeculativeThinker:
             if on_event is not None:
                 on_event(event)
 
-        ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_text, cancel=cancel)
+        ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_text, cancel=cancel, policy=policy)
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
         prompt_tokens = {"small": small.prompt_tokens, "target": target.prompt_tokens}
         state: dict[str, Any] = {}

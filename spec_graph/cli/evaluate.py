@@ -23,6 +23,9 @@ systems:
   small                 the small model alone
   target                the target model alone
   spec:<preset|yaml>    speculative thinking (presets: reasoning, non_reasoning)
+  spec:<policy>         speculative thinking with a trigger policy: uncertainty:<p> (the small model
+                        stops below top-1 probability p and the target writes 8 tokens),
+                        entropy:<nats>, regex:<pattern>, never (= small), always (= target)
   specdec               token-level speculative decoding (transformers assisted generation,
                         small model as assistant; universal assisted generation across tokenizers)
   generate:small|target plain transformers model.generate of one model

@@ -4,6 +4,9 @@
 ``small``              the small model alone (the same per-token session loop speculative thinking uses)
 ``target``             the target model alone (same loop)
 ``spec:<preset|yaml>`` speculative thinking (:class:`~spec_graph.thinker.SpeculativeThinker`)
+``spec:<policy>``      speculative thinking with a trigger policy (:mod:`spec_graph.policies`) on the
+                       default config, e.g. ``spec:uncertainty:0.5``, ``spec:entropy:2``,
+                       ``spec:regex:<pattern>``, ``spec:never``, ``spec:always``
 ``specdec``            token-level speculative decoding: transformers assisted generation of the target
                        with the small model as assistant (universal assisted generation when the
                        vocabularies differ)
@@ -38,7 +41,15 @@ __all__ = [
 ]
 
 Role = Literal["small", "target"]
-SYSTEM_KINDS = ("small", "target", "spec:<preset or yaml>", "specdec", "generate:small", "generate:target")
+SYSTEM_KINDS = (
+    "small",
+    "target",
+    "spec:<preset or yaml>",
+    "spec:<policy>",
+    "specdec",
+    "generate:small",
+    "generate:target",
+)
 
 
 @dataclass(frozen=True)
@@ -276,7 +287,8 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
 
     Args:
         spec: ``small``, ``target``, ``spec:<preset or YAML path>`` (``spec`` alone means
-            ``spec:reasoning``), ``specdec``, ``generate:small`` or ``generate:target``.
+            ``spec:reasoning``), ``spec:<policy>`` (e.g. ``spec:uncertainty:0.5``: the default
+            config with that trigger policy), ``specdec``, ``generate:small`` or ``generate:target``.
         small: the small model (generator, embedded name, folder or hub id).
         target: the target model.
 
@@ -291,12 +303,20 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
     if name == "target":
         return SingleModelSystem(name, target_gen, "target")
     if name == "spec" or name.startswith("spec:"):
-        from spec_graph.config import resolve_config
+        from spec_graph.config import PRESETS, resolve_config
+        from spec_graph.policy_config import parse_policy
 
         what = name.partition(":")[2] or "reasoning"
         if what.lower().endswith((".yml", ".yaml")) and not Path(what).expanduser().is_file():
             msg = f"system {name!r}: config file {what!r} does not exist"
             raise ValueError(msg)
+        if what not in PRESETS and not what.lower().endswith((".yml", ".yaml")):
+            try:
+                policy = parse_policy(what)
+            except ValueError as exc:
+                msg = f"system {name!r}: unknown preset or policy ({', '.join(sorted(PRESETS))}, or {exc})"
+                raise ValueError(msg) from exc
+            return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, resolve_config(None, policy=policy))
         return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, resolve_config(what))
     if name == "specdec":
         return HFGenerateSystem(name, target_gen, small_gen, role="target")

@@ -1,6 +1,6 @@
 """Models behind the graph: the protocol, local transformers, OpenAI-compatible servers, scripted."""
 
-from spec_graph.generators.base import GenerateRequest, Generator, GeneratorSession, Segment, Span
+from spec_graph.generators.base import GenerateRequest, Generator, GeneratorSession, Segment, Span, TokenStop
 from spec_graph.generators.remote import RemoteGenerator, RemoteGeneratorError, RemoteSession
 from spec_graph.generators.scripted import EOS, ScriptedGenerator
 
@@ -16,6 +16,7 @@ __all__ = [
     "ScriptedGenerator",
     "Segment",
     "Span",
+    "TokenStop",
 ]
 
 

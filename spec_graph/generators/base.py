@@ -18,9 +18,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from typing_extensions import TypedDict
 
 Author = Literal["small", "target", "injected"]
-SegmentFinish = Literal["trigger", "eos", "length", "stop", "time", "cancelled", "context"]
+SegmentFinish = Literal["trigger", "eos", "length", "stop", "time", "cancelled", "context", "uncertain"]
 """Why a call stopped: a trigger, end of turn, the token limit, a user stop string, the time
-budget, a cancelled run, or a full context window."""
+budget, a cancelled run, a full context window, or the request's :class:`TokenStop`."""
 
 
 class Span(TypedDict):
@@ -34,6 +34,27 @@ class Span(TypedDict):
     """The author's :attr:`Generator.tokenizer_key`; ``None`` for injected text."""
     boundary: bool
     """Whether the span ends on a trigger string written by its author."""
+
+
+@dataclass(frozen=True)
+class TokenStop:
+    """A boundary that is not a string: stop *before* a token the model is unsure of.
+
+    Checked on the model's unwarped next-token distribution (temperature 1, no top-k/top-p)
+    before each token is chosen; when it holds, the call ends with finish ``"uncertain"`` and
+    that token is not written (the other model writes from there).
+    """
+
+    measure: Literal["top1", "entropy"] = "top1"
+    """``"top1"``: the most likely token's probability; ``"entropy"``: entropy in nats."""
+    threshold: float = 0.5
+    """Stop when top-1 probability < threshold, or entropy > threshold."""
+    min_tokens: int = 0
+    """Tokens the call writes before the condition applies."""
+
+    def met(self, top1: float, entropy: float) -> bool:
+        """Whether a distribution with this top-1 probability and entropy stops the call."""
+        return top1 < self.threshold if self.measure == "top1" else entropy > self.threshold
 
 
 @dataclass
@@ -63,6 +84,12 @@ class GenerateRequest:
     sessions whose ``supports_prefix`` is true."""
     prefix_text: str = ""
     """The text of ``prefix_ids``."""
+    logprobs: bool = False
+    """Fill :attr:`Segment.logprobs` and :attr:`Segment.top1_probs` (and, where the model
+    gives the whole distribution, :attr:`Segment.entropies`)."""
+    token_stop: TokenStop | None = None
+    """Also stop before a token this condition flags (sessions whose ``supports_token_stop``
+    is true)."""
 
     def interrupted(self) -> SegmentFinish | None:
         """``"cancelled"`` or ``"time"`` when the call must stop now, else ``None``."""
@@ -98,6 +125,11 @@ class Segment:
     """Tokens of ``token_ids`` that came from the request's prefix (not written by this call)."""
     logprobs: list[float] | None = field(default=None, repr=False)
     """Log-probability of each written token under the model's unwarped distribution."""
+    top1_probs: list[float] | None = field(default=None, repr=False)
+    """For each written token, the probability of the most likely token at that position."""
+    entropies: list[float] | None = field(default=None, repr=False)
+    """For each written token, the entropy (nats) of the distribution it was drawn from;
+    ``None`` where the model only reports its top tokens (served models)."""
 
     @property
     def num_tokens(self) -> int:

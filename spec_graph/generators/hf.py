@@ -260,6 +260,37 @@ class _Detokenizer:
         return after[len(before) :]
 
 
+class _TokenStats:
+    """Per-token statistics of the unwarped distribution (one log-softmax per token)."""
+
+    def __init__(self) -> None:
+        self.logprobs: list[float] = []
+        self.top1: list[float] = []
+        self.entropy: list[float] = []
+        self._logp: torch.Tensor | None = None
+        self._pending = (float("nan"), float("nan"))
+
+    def measure(self, logits: torch.Tensor) -> tuple[float, float]:
+        """Top-1 probability and entropy (nats) of the next-token distribution."""
+        logp = torch.log_softmax(logits[-1].float(), dim=-1)
+        self._logp = logp
+        self._pending = (float(logp.max().exp()), float(-(logp.exp() * logp).nansum()))
+        return self._pending
+
+    def take(self, token: int) -> None:
+        """Record the chosen token: its log-probability and its position's statistics."""
+        assert self._logp is not None
+        self.logprobs.append(float(self._logp[token]))
+        self.top1.append(self._pending[0])
+        self.entropy.append(self._pending[1])
+
+    def unknown(self) -> None:
+        """A replayed token: its distribution was not computed in this call."""
+        self.logprobs.append(float("nan"))
+        self.top1.append(float("nan"))
+        self.entropy.append(float("nan"))
+
+
 class HFSession:
     """One run of an :class:`HFGenerator`: the run's token ids, KV cache and random state."""
 
@@ -280,6 +311,8 @@ class HFSession:
 
     supports_prefix = True
     """Requests may carry a prefix of tokens this session wrote and still caches."""
+    supports_token_stop = True
+    """Requests may carry a :class:`~spec_graph.generators.base.TokenStop`."""
 
     @property
     def tokenizer_key(self) -> str:
@@ -342,9 +375,14 @@ class HFSession:
         return int(torch.multinomial(probs, 1, generator=self._rng).item())
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
-        """Catch up on ``trace``, then write until a trigger, end of turn, a stop string or the limit."""
+        """Catch up on ``trace``, then write until a trigger, end of turn, a stop string or the limit.
+
+        With ``request.token_stop`` it also stops before a token whose distribution the
+        condition flags; with ``request.logprobs`` it records each token's statistics.
+        """
         t0 = time.perf_counter()
         req = request
+        stats: _TokenStats | None = _TokenStats() if (req.logprobs or req.token_stop) else None
         trace_text_tail = "".join(s["text"] for s in trace[-8:])
         tail_len = max(len(t) for t in (*req.triggers, *req.stop, "x"))
         eos = self._gen.eos_token_ids
@@ -367,7 +405,17 @@ class HFSession:
                 token = next(replay, None)
                 replaying = token is not None
                 if token is None:
+                    if stats is not None:
+                        top1, entropy = stats.measure(logits)
+                        stop = req.token_stop
+                        if stop is not None and len(ids) >= stop.min_tokens and stop.met(top1, entropy):
+                            finish = "uncertain"
+                            break
                     token = self._select(logits, req)
+                    if stats is not None:
+                        stats.take(token)
+                elif stats is not None:
+                    stats.unknown()
                 ids.append(token)
                 if token in eos:
                     finish = "eos"
@@ -409,6 +457,9 @@ class HFSession:
             prefill_tokens=prefill,
             reused_tokens=min(len(req.prefix_ids), len(ids)),
             elapsed=time.perf_counter() - t0,
+            logprobs=stats.logprobs if stats is not None and req.logprobs else None,
+            top1_probs=stats.top1 if stats is not None and req.logprobs else None,
+            entropies=stats.entropy if stats is not None and req.logprobs else None,
         )
 
     def close(self) -> None:

@@ -575,6 +575,8 @@ class _Call:
         self.usage_seen = False  # in the current attempt
         self.prefill = 0
         self.logprobs: list[float] = []
+        self.top1: list[float] = []
+        self.wants_logprobs = session._gen.logprobs or req.logprobs
         self.attempts = 0
         self.failures = 0
         self.truncated = False  # the server wrote more than we kept
@@ -637,8 +639,11 @@ class _Call:
         if gen.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        if gen.logprobs:
-            body["logprobs"] = True if gen.api == "chat" else 1
+        if self.wants_logprobs:  # with the top token, for its probability (Segment.top1_probs)
+            if gen.api == "chat":
+                body["logprobs"], body["top_logprobs"] = True, 1
+            else:
+                body["logprobs"] = 1
         if gen.engine == "vllm":
             body["include_stop_str_in_output"] = True
         elif gen.engine == "sglang":
@@ -742,12 +747,23 @@ class _Call:
                 self.s._prompt_tokens = prompt  # no tokenizer: the server's count of the first prompt
 
     def _take_logprobs(self, lp: Any) -> None:
-        if not self.gen.logprobs or not isinstance(lp, Mapping):
+        if not self.wants_logprobs or not isinstance(lp, Mapping):
             return
-        if isinstance(lp.get("token_logprobs"), list):
-            self.logprobs.extend(float(x) for x in lp["token_logprobs"] if x is not None)
-        elif isinstance(lp.get("content"), list):
-            self.logprobs.extend(float(x["logprob"]) for x in lp["content"] if isinstance(x, Mapping))
+        if isinstance(lp.get("token_logprobs"), list):  # completions
+            chosen = [float(x) for x in lp["token_logprobs"] if x is not None]
+            tops: list[Any] = lp["top_logprobs"] if isinstance(lp.get("top_logprobs"), list) else []
+            best: list[float | None] = [float(max(t.values())) if isinstance(t, Mapping) and t else None for t in tops]
+        elif isinstance(lp.get("content"), list):  # chat
+            items = [x for x in lp["content"] if isinstance(x, Mapping)]
+            chosen = [float(x["logprob"]) for x in items]
+            best = [max((float(t["logprob"]) for t in x.get("top_logprobs") or []), default=None) for x in items]
+        else:
+            return
+        self.logprobs.extend(chosen)
+        # The top token is at least as likely as the chosen one (servers may omit top_logprobs).
+        for i, value in enumerate(chosen):
+            top = best[i] if i < len(best) else None
+            self.top1.append(math.exp(max(top if top is not None else value, value)))
 
     def end_attempt(self) -> None:
         """After a stream or answer ended: settle the finish, or raise to retry a cut stream."""
@@ -966,7 +982,8 @@ class _Call:
             first_boundary=first_boundary,
             prefill_tokens=self.prefill,
             elapsed=time.perf_counter() - self.t0,
-            logprobs=self.logprobs if self.gen.logprobs else None,
+            logprobs=self.logprobs if self.wants_logprobs else None,
+            top1_probs=self.top1 if self.wants_logprobs else None,
         )
 
 

@@ -6,6 +6,7 @@ trigger strings, end of turn and stop strings behave as they do with a real mode
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,17 @@ def _token_id(tok: str) -> int:
 Script = Callable[[str, int], str]
 """``(trace_text, call_index) -> text the model writes next``."""
 
+Confidence = Callable[[str], float] | Mapping[str, float]
+"""The top-1 probability of the distribution each scripted token is written from: a function of
+the token or a mapping from the token's text (without its leading space) to it; 1.0 elsewhere."""
+
+
+def token_distribution(top1: float) -> tuple[float, float, float]:
+    """``(top1, entropy, logprob)`` of a scripted position: the rest of the mass on one other token."""
+    rest = 1.0 - top1
+    entropy = -(top1 * math.log(top1) if top1 > 0 else 0.0) - (rest * math.log(rest) if rest > 0 else 0.0)
+    return top1, entropy, math.log(top1) if top1 > 0 else float("-inf")
+
 
 @dataclass
 class ScriptedGenerator:
@@ -50,20 +62,29 @@ class ScriptedGenerator:
     """Accept requests that start with tokens the model already wrote (see
     :attr:`GenerateRequest.prefix_ids`); off by default so that a response queue advances
     once per call."""
+    confidence: Confidence | None = None
+    """Top-1 probability per token (see :data:`Confidence`); drives ``logprobs`` statistics and
+    :class:`~spec_graph.generators.base.TokenStop` conditions."""
     calls: list[dict[str, Any]] = field(default_factory=list)
     """Every call made: ``{"trace": str, "max_tokens": int, "stop_at_trigger": bool}``."""
 
+    supports_token_stop = True
+
     @classmethod
-    def from_responses(cls, responses: Sequence[str], name: str = "scripted") -> ScriptedGenerator:
+    def from_responses(
+        cls, responses: Sequence[str], name: str = "scripted", confidence: Confidence | None = None
+    ) -> ScriptedGenerator:
         """A model that writes ``responses[i]`` on its i-th call (the last one repeats)."""
         if not responses:
             msg = "responses must not be empty"
             raise ValueError(msg)
         items = list(responses)
-        return cls(lambda _trace, i: items[min(i, len(items) - 1)], name=name)
+        return cls(lambda _trace, i: items[min(i, len(items) - 1)], name=name, confidence=confidence)
 
     @classmethod
-    def from_document(cls, document: str, name: str = "scripted", filler: str = " x") -> ScriptedGenerator:
+    def from_document(
+        cls, document: str, name: str = "scripted", filler: str = " x", confidence: Confidence | None = None
+    ) -> ScriptedGenerator:
         """A model that continues ``document`` when the trace is a prefix of it, else ``filler``."""
 
         def script(trace: str, _i: int) -> str:
@@ -71,7 +92,16 @@ class ScriptedGenerator:
                 return document[len(trace) :]
             return filler * 64
 
-        return cls(script, name=name)
+        return cls(script, name=name, confidence=confidence)
+
+    def top1(self, token: str) -> float:
+        """The top-1 probability the script gives ``token``."""
+        conf = self.confidence
+        if conf is None:
+            return 1.0
+        if callable(conf):
+            return float(conf(token))
+        return float(conf.get(token.strip(), conf.get(token, 1.0)))
 
     def start(self, messages: Sequence[Mapping[str, Any]]) -> ScriptedSession:
         """Open a session (the conversation only counts towards the prompt size)."""
@@ -106,6 +136,9 @@ class ScriptedSession:
         """Whether requests may carry a prefix (the generator's setting)."""
         return self._gen.supports_prefix
 
+    supports_token_stop = True
+    """Requests may carry a :class:`~spec_graph.generators.base.TokenStop`."""
+
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Write the script's text for this trace within the request's limits."""
         t0 = time.perf_counter()
@@ -116,14 +149,22 @@ class ScriptedSession:
         )
         prefix = scripted_tokens(request.prefix_text) if request.prefix_ids else []
         tokens = prefix + scripted_tokens(self._gen.script(trace_text + request.prefix_text, call))
-        text, ids = "", []
+        text, ids = "", list[int]()
         finish: SegmentFinish = "length"
         first_boundary: tuple[int, int] | None = None
         tail_len = max([len(t) for t in (*request.triggers, *request.stop)] or [1])
-        for tok in tokens:
+        stats: tuple[list[float], list[float], list[float]] = ([], [], [])
+        for n, tok in enumerate(tokens):
             if (stopped := request.interrupted()) is not None:
                 finish = stopped
                 break
+            top1, entropy, logprob = token_distribution(1.0 if n < len(prefix) else self._gen.top1(tok))
+            stop = request.token_stop
+            if stop is not None and n >= len(prefix) and len(ids) >= stop.min_tokens and stop.met(top1, entropy):
+                finish = "uncertain"
+                break
+            for values, value in zip(stats, (logprob, top1, entropy), strict=True):
+                values.append(value)
             ids.append(_token_id(tok))
             if tok == EOS:
                 finish = "eos"
@@ -154,6 +195,9 @@ class ScriptedSession:
             first_boundary=first_boundary,
             elapsed=time.perf_counter() - t0,
             reused_tokens=min(len(prefix), len(ids)),
+            logprobs=stats[0] if request.logprobs else None,
+            top1_probs=stats[1] if request.logprobs else None,
+            entropies=stats[2] if request.logprobs else None,
         )
 
     def close(self) -> None:

@@ -12,18 +12,17 @@ from spec_graph.graph.state import SpecContext, SpecInput, SpecState
 
 
 def route_start(state: SpecState, runtime: Runtime[SpecContext]) -> str:
-    """1. The target writes the opening when it is on; else the small model starts."""
-    return "opening" if runtime.context.config.opening and not state.get("opening_done") else "start"
+    """1. The target writes first when the policy says so (the opening); else the small model starts."""
+    ctx = runtime.context
+    first = None if state.get("opening_done") else ctx.trigger_policy.start(ctx.config)
+    return "opening" if first is not None else "start"
 
 
 def route_after_boundary(state: SpecState) -> str:
     """3. Finished -> end; at a boundary the small model wrote -> classify; else keep writing."""
     if state.get("finish_reason"):
         return "finished"
-    spans = state.get("spans") or []
-    if spans and spans[-1]["author"] == "small" and spans[-1]["boundary"]:
-        return "boundary"
-    return "continue"
+    return "boundary" if state.get("boundary") else "continue"
 
 
 def route_after_classify(state: SpecState) -> str:

@@ -7,6 +7,7 @@ the runtime context; the state holds only text, token ids and numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Literal
 
@@ -15,8 +16,18 @@ from langgraph.runtime import Runtime
 from spec_graph.classification import StepCategory
 from spec_graph.classification import classify_step as classify
 from spec_graph.errors import RunCancelledError, describe
-from spec_graph.generators.base import GenerateRequest, Segment, Span
-from spec_graph.graph.state import Fallback, FinishReason, Intervention, Leftover, Probe, SpecContext, SpecState
+from spec_graph.generators.base import GenerateRequest, Segment, Span, TokenStop
+from spec_graph.graph.state import (
+    Fallback,
+    FinishReason,
+    Intervention,
+    Leftover,
+    Probe,
+    SpecContext,
+    SpecState,
+    Stretch,
+)
+from spec_graph.policies import Action, ProbeView, Step
 
 Who = Literal["small", "target"]
 
@@ -47,6 +58,9 @@ def _write(
     stop_at_trigger: bool,
     live: bool,
     prefix: Leftover | None = None,
+    triggers: tuple[str, ...] | None = None,
+    token_stop: TokenStop | None = None,
+    logprobs: bool = False,
 ) -> Segment:
     """Ask one model to continue the trace; stream its text as written when ``live``."""
     ctx, cfg = runtime.context, runtime.context.config
@@ -57,7 +71,7 @@ def _write(
 
     request = GenerateRequest(
         max_tokens=max_tokens,
-        triggers=cfg.trigger_strings,
+        triggers=cfg.trigger_strings if triggers is None else triggers,
         stop_at_trigger=stop_at_trigger,
         stop=ctx.stop,
         temperature=cfg.temperature,
@@ -69,6 +83,8 @@ def _write(
         cancel=ctx.cancel,
         prefix_ids=list(prefix["token_ids"]) if prefix else [],
         prefix_text=prefix["text"] if prefix else "",
+        logprobs=logprobs,
+        token_stop=token_stop,
     )
     try:
         seg = session.generate(trace, request)
@@ -168,11 +184,36 @@ def _intervention(
 
 # -- nodes -------------------------------------------------------------------------------------
 def small_generate(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, Any]:
-    """2. The small model writes until a boundary, its end of turn, the segment cap or the budget."""
-    cap = min(runtime.context.config.segment_cap, _remaining(state, runtime.context))
-    seg = _write(runtime, "small", _spans(state), cap, reason="generate", stop_at_trigger=True, live=True)
-    span = _span(runtime, "small", "generate", seg.text, seg.token_ids, seg.finish_reason == "trigger")
-    return {"spans": [span], "finish_reason": _finish(seg), **_account(state, "small", seg, seg.num_tokens)}
+    """2. The small model writes until a boundary, its end of turn, the segment cap or the budget.
+
+    A boundary is one of the policy's trigger strings, or a token its condition flags.
+    """
+    ctx = runtime.context
+    policy = ctx.trigger_policy
+    cap = min(ctx.config.segment_cap, _remaining(state, ctx))
+    stop = policy.token_stop(ctx.config)
+    if stop is not None and state.get("write_past_stop"):  # the policy kept the flagged token
+        stop = dataclasses.replace(stop, min_tokens=max(stop.min_tokens, 1))
+    seg = _write(
+        runtime,
+        "small",
+        _spans(state),
+        cap,
+        reason="generate",
+        stop_at_trigger=True,
+        live=True,
+        triggers=policy.triggers(ctx.config),
+        token_stop=stop,
+    )
+    boundary = {"trigger": "trigger", "uncertain": "token"}.get(seg.finish_reason)
+    span = _span(runtime, "small", "generate", seg.text, seg.token_ids, boundary == "trigger")
+    return {
+        "spans": [span] if seg.token_ids else [],
+        "boundary": boundary,
+        "write_past_stop": False,
+        "finish_reason": _finish(seg),
+        **_account(state, "small", seg, seg.num_tokens),
+    }
 
 
 def detect_boundary(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, Any]:
@@ -188,59 +229,98 @@ def detect_boundary(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str
 
 
 def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, Any]:
-    """4. At a boundary the small model wrote: recap takeover, intervention, or keep its probe."""
-    cfg = runtime.context.config
+    """4. At a boundary the policy decides: recap takeover, a target stretch, or keep the probe.
+
+    The policy (the paper's keyword rule by default) may ask for the small model's probe: its
+    next words, written here once and undone by cropping when the target writes instead.
+    """
+    ctx, cfg = runtime.context, runtime.context.config
     failed = bool(state.get("target_failed"))  # after a fallback the small model writes alone
-    # a. Too many negative steps: the target takes over with a recap.
-    if not failed and state.get("negatives", 0) >= state.get("negative_threshold", cfg.negative_threshold):
-        return {"decision": "takeover"}
-    # b. The small model writes a probe of n1 tokens (after the think prompt, if set).
     spans = _spans(state)
-    injected = [_injected(runtime, "think_prompt", cfg.think_prompt)] if cfg.think_prompt else []
-    if cfg.not_reasoning and cfg.choose_large and not failed:
-        # Every boundary goes to the target and its stretch is always kept: the probe could
-        # not change the text, so it is not written (same output, n1 small tokens saved).
-        return {"decision": "intervene", "probe": None, "spans": injected}
-    n1 = min(cfg.probe_tokens, _remaining(state, runtime.context))
-    leftover = state.get("leftover")
-    reuse = (
-        leftover is not None
-        and not injected
-        and leftover["at"] == _chars(state)
-        and len(leftover["token_ids"]) <= n1
-        and getattr(runtime.context.small, "supports_prefix", False)
+    injected: list[Span] = []
+    written: list[Segment] = []
+
+    def think() -> list[Span]:
+        if cfg.think_prompt and not injected:
+            injected.append(_injected(runtime, "think_prompt", cfg.think_prompt))
+        return injected
+
+    def write_probe(tokens: int, logprobs: bool) -> ProbeView:
+        # b. The small model writes a probe of n1 tokens (after the think prompt, if set),
+        #    starting from what the last kept probe wrote past its boundary.
+        if not written:
+            n = min(tokens, _remaining(state, ctx))
+            leftover = state.get("leftover")
+            reuse = (
+                leftover is not None
+                and not cfg.think_prompt
+                and not logprobs
+                and leftover["at"] == _chars(state)
+                and len(leftover["token_ids"]) <= n
+                and getattr(ctx.small, "supports_prefix", False)
+            )
+            prefix = leftover if reuse else None
+            written.append(
+                _write(
+                    runtime,
+                    "small",
+                    spans + think(),
+                    n,
+                    reason="probe",
+                    stop_at_trigger=False,
+                    live=False,
+                    prefix=prefix,
+                    logprobs=logprobs,
+                )
+            )
+        return ProbeView.of(written[0])
+
+    step = Step(
+        trace="".join(s["text"] for s in spans),
+        boundary=state.get("boundary") or "trigger",
+        negatives=state.get("negatives", 0),
+        negative_threshold=state.get("negative_threshold", cfg.negative_threshold),
+        output_tokens=dict(state.get("output_tokens", {})),
+        remaining=_remaining(state, ctx),
+        config=cfg,
+        write_probe=write_probe,
     )
-    seg = _write(
-        runtime,
-        "small",
-        spans + injected,
-        n1,
-        reason="probe",
-        stop_at_trigger=False,
-        live=False,
-        prefix=leftover if reuse else None,
-    )
-    step = classify(seg.text, cfg)
-    text, ids, boundary, finish = _keepable(seg)
-    wants_target = step.category != StepCategory.NEUTRAL or cfg.not_reasoning
-    if wants_target and not failed and seg.finish_reason != "time":
-        probe = Probe(
-            text=seg.text,
-            category=step.category.value,
-            sentiment=step.sentiment,
-            kept_text=text,
-            kept_ids=ids,
-            boundary=boundary,
-            finish_reason=finish,
-        )
+    action = ctx.trigger_policy.decide(step)
+    seg = written[0] if written else None
+    probed = _account(state, "small", seg, 0) if seg is not None else {}
+    # a. Too many negative steps: the target takes over with a recap.
+    if action.kind == "takeover" and not failed:
+        return {"decision": "takeover", "boundary": None, "spans": injected, **probed}
+    # c. The target writes the stretch instead of the small model.
+    if action.kind == "intervene" and not failed and (seg is None or seg.finish_reason != "time"):
+        think()
+        probe = None
+        if seg is not None:
+            text, ids, boundary, finish = _keepable(seg)
+            probe = Probe(
+                text=seg.text,
+                category=action.category,
+                sentiment=action.sentiment,
+                kept_text=text,
+                kept_ids=ids,
+                boundary=boundary,
+                finish_reason=finish,
+            )
+        stretch = Stretch(tokens=action.tokens, category=action.category, sentiment=action.sentiment)
         return {
             "decision": "intervene",
             "probe": probe,
+            "stretch": stretch,
             "leftover": None,
+            "boundary": None,
             "spans": injected,
-            **_account(state, "small", seg, 0),
+            **probed,
         }
-    # c. NEUTRAL: keep the probe up to and including its first boundary, so none is skipped.
+    # d. Keep: the small model goes on (a flagged token is written after all).
+    if seg is None:
+        return {"decision": "keep", "boundary": None, "write_past_stop": step.boundary == "token", "spans": injected}
+    #    With a probe: keep it up to and including its first boundary, so none is skipped.
+    text, ids, boundary, finish = _keepable(seg)
     if text:
         _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": text})
     span = _span(runtime, "small", "probe", text, ids, boundary)
@@ -253,46 +333,57 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
         "decision": "keep",
         "leftover": rest if rest["token_ids"] else None,
         "spans": [*injected, span],
+        "boundary": "trigger" if boundary else None,
         "finish_reason": finish,
         **_account(state, "small", seg, len(ids)),
     }
 
 
+def _opening(state: SpecState, runtime: Runtime[SpecContext], first: Action) -> dict[str, Any]:
+    """1. The target writes first: the opening (or, for the always policy, everything)."""
+    n = min(first.tokens, _remaining(state, runtime.context))
+    seg = _write(runtime, "target", _spans(state), n, reason="opening", stop_at_trigger=False, live=True)
+    event = _intervention(state, "opening", first.category, None, seg, "target")
+    _emit(runtime, {"type": "intervention", **event})
+    span = _span(runtime, "target", "opening", seg.text, seg.token_ids, False)
+    return {
+        "spans": [span] if seg.token_ids else [],
+        "interventions": [event],
+        "opening_done": True,
+        "boundary": None,
+        **_fallback(state, "target_intervene", seg),
+        "finish_reason": _finish(seg),
+        **_account(state, "target", seg, seg.num_tokens),
+    }
+
+
 def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, Any]:
-    """1./5. The target writes the opening, or the n1-token stretch at a flagged boundary."""
+    """1./5. The target writes the opening, or the stretch the policy asked for at a boundary."""
     ctx, cfg = runtime.context, runtime.context.config
+    policy = ctx.trigger_policy
+    stretch = state.get("stretch")
+    if stretch is None:  # entered from the start
+        first = None if state.get("opening_done") else policy.start(cfg)
+        return _opening(state, runtime, first) if first is not None else {"opening_done": True}
+    # 5. The target writes the stretch from the boundary.
     spans = _spans(state)
-    if cfg.opening and not state.get("opening_done"):  # 1. the opening
-        n = min(cfg.opening_tokens, _remaining(state, ctx))
-        seg = _write(runtime, "target", spans, n, reason="opening", stop_at_trigger=False, live=True)
-        event = _intervention(state, "opening", "opening", None, seg, "target")
-        _emit(runtime, {"type": "intervention", **event})
-        span = _span(runtime, "target", "opening", seg.text, seg.token_ids, False)
-        return {
-            "spans": [span] if seg.token_ids else [],
-            "interventions": [event],
-            "opening_done": True,
-            **_fallback(state, "target_intervene", seg),
-            "finish_reason": _finish(seg),
-            **_account(state, "target", seg, seg.num_tokens),
-        }
-    # 5. The target writes n1 tokens from the boundary.
     probe = state.get("probe")
-    n1 = min(cfg.probe_tokens, _remaining(state, ctx))
-    seg = _write(runtime, "target", spans, n1, reason="intervention", stop_at_trigger=False, live=cfg.choose_large)
-    target_sent = classify(seg.text, cfg).sentiment
-    p = probe["sentiment"] if probe else 0
-    keep_target = cfg.choose_large or probe is None or (p < 0 <= target_sent) or (p > 0 > target_sent)
+    n1 = min(stretch["tokens"], _remaining(state, ctx))
+    live = cfg.choose_large or probe is None  # else the probe may still win: shown once chosen
+    seg = _write(runtime, "target", spans, n1, reason="intervention", stop_at_trigger=False, live=live)
+    action = Action("intervene", stretch["tokens"], stretch["category"], stretch["sentiment"])
+    view = ProbeView(probe["text"], list(probe["kept_ids"])) if probe else None
+    keep_target = policy.keep_target(view, action, seg.text, cfg)
     if seg.error is not None and not seg.token_ids:  # the target failed before writing anything
         keep_target = False
         if probe is None:
-            return {"probe": None, "decision": None, **_fallback(state, "target_intervene", seg)}
+            return {"probe": None, "stretch": None, "decision": None, **_fallback(state, "target_intervene", seg)}
     updates = _account(state, "target", seg, seg.num_tokens if keep_target else 0)
     updates.update(_fallback(state, "target_intervene", seg))
     if keep_target:
         kept = _span(runtime, "target", "intervention", seg.text, seg.token_ids, False)
         finish = _finish(seg)
-        if not cfg.choose_large:
+        if not live:
             _emit(runtime, {"type": "text", "author": "target", "reason": "intervention", "text": seg.text})
     else:
         assert probe is not None
@@ -300,25 +391,29 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
         updates["output_tokens"] = _bump({**state, **updates}, "output_tokens", "small", len(probe["kept_ids"]))  # type: ignore[typeddict-item]
         finish = probe["finish_reason"]
         _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": probe["kept_text"]})
-    category = probe["category"] if probe else "forced"
     event = _intervention(
-        state, "intervention", category, probe["text"] if probe else None, seg, "target" if keep_target else "probe"
+        state,
+        "intervention",
+        stretch["category"],
+        probe["text"] if probe else None,
+        seg,
+        "target" if keep_target else "probe",
     )
     _emit(runtime, {"type": "intervention", **event})
-    kept_step = classify(kept["text"], cfg)
     out: dict[str, Any] = {
         **updates,
         "spans": [kept],
         "interventions": [event],
         "probe": None,
+        "stretch": None,
         "decision": None,
-        "negatives": state.get("negatives", 0) + (1 if kept_step.sentiment < 0 else 0),
+        "negatives": state.get("negatives", 0) + (1 if classify(kept["text"], cfg).sentiment < 0 else 0),
         "finish_reason": finish,
     }
-    # A verification cue in the kept stretch: the target writes n2 more tokens.
+    # The policy may extend the kept stretch (the paper: n2 tokens after a verification cue).
     now = {**state, **out, "spans": [*spans, kept]}
-    n2 = min(cfg.verify_tokens, _remaining(now, ctx))  # type: ignore[arg-type]
-    if kept_step.verification_hits and finish is None and n2 > 0 and seg.error is None:
+    n2 = min(policy.extension(kept["text"], cfg), _remaining(now, ctx))  # type: ignore[arg-type]
+    if n2 > 0 and finish is None and seg.error is None:
         seg2 = _write(runtime, "target", [*spans, kept], n2, reason="verification", stop_at_trigger=False, live=True)
         event2 = _intervention(now, "verification", StepCategory.VERIFICATION.value, None, seg2, "target")  # type: ignore[arg-type]
         _emit(runtime, {"type": "intervention", **event2})
@@ -327,6 +422,8 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
         out["finish_reason"] = _finish(seg2)
         out.update(_account(now, "target", seg2, seg2.num_tokens))  # type: ignore[arg-type]
         out.update(_fallback(now, "target_intervene", seg2))  # type: ignore[arg-type]
+    last = out["spans"][-1]
+    out["boundary"] = "trigger" if last["author"] == "small" and last["boundary"] else None
     return out
 
 
@@ -350,6 +447,7 @@ def reflection_takeover(state: SpecState, runtime: Runtime[SpecContext]) -> dict
         "recap_tokens": min(recap + cfg.recap_growth, cfg.recap_tokens_cap),
         "negative_threshold": min(threshold + cfg.negative_threshold_growth, cfg.negative_threshold_cap),
         "decision": None,
+        "boundary": None,
         "finish_reason": _finish(seg),
         **_account(state, "target", seg, seg.num_tokens),
     }

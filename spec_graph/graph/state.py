@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import GeneratorSession, Span
+from spec_graph.policies import TriggerPolicy, build_policy
 
 FinishReason = Literal["eos", "length", "time", "stop"]
 Decision = Literal["keep", "intervene", "takeover"]
@@ -48,6 +49,14 @@ class Probe(TypedDict):
     """Whether ``kept_text`` ends on a boundary."""
     finish_reason: FinishReason | None
     """How the run ends if the probe is kept (end of turn or stop string inside it)."""
+
+
+class Stretch(TypedDict):
+    """The policy's decision to let the target write, passed from classify_step to target_intervene."""
+
+    tokens: int
+    category: str
+    sentiment: int
 
 
 class Leftover(TypedDict):
@@ -98,8 +107,15 @@ class SpecState(TypedDict, total=False):
     target_failed: bool
     """Set after a fallback: the small model writes alone for the rest of the run."""
     probe: Probe | None
+    stretch: Stretch | None
     leftover: Leftover | None
     decision: Decision | None
+    boundary: Literal["trigger", "token"] | None
+    """Set when the small model's last words end at a boundary the policy is asked about:
+    a trigger string, or before a token its ``TokenStop`` flagged."""
+    write_past_stop: bool
+    """The policy kept the small model's words at a token boundary: the next stretch writes
+    that token before the condition applies again."""
     opening_done: bool
     finish_reason: FinishReason | None
 
@@ -123,6 +139,19 @@ class SpecContext:
     graph's ``custom`` stream)."""
     cancel: threading.Event | None = None
     """Set from another thread to end the run at the next token."""
+    policy: TriggerPolicy | None = None
+    """Decides when the target writes (default: built from ``config.policy``)."""
+
+    def __post_init__(self) -> None:
+        """Build the policy from the config when none is given."""
+        if self.policy is None:
+            self.policy = build_policy(self.config.policy)
+
+    @property
+    def trigger_policy(self) -> TriggerPolicy:
+        """The run's policy."""
+        assert self.policy is not None
+        return self.policy
 
     @classmethod
     def create(
@@ -134,7 +163,8 @@ class SpecContext:
         stop: tuple[str, ...] = (),
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
+        policy: TriggerPolicy | None = None,
     ) -> SpecContext:
         """A context whose deadline comes from ``config.time_budget``."""
         deadline = time.monotonic() + config.time_budget if config.time_budget else None
-        return cls(small, target, config, stop=stop, deadline=deadline, on_event=on_event, cancel=cancel)
+        return cls(small, target, config, stop=stop, deadline=deadline, on_event=on_event, cancel=cancel, policy=policy)

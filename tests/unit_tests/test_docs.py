@@ -54,7 +54,15 @@ def documented() -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["spec_graph", "spec_graph.generators", "spec_graph.graph", "spec_graph.errors", "spec_graph.config"],
+    [
+        "spec_graph",
+        "spec_graph.generators",
+        "spec_graph.graph",
+        "spec_graph.errors",
+        "spec_graph.config",
+        "spec_graph.policies",
+        "spec_graph.policy_config",
+    ],
 )
 def test_api_reference_covers_public_names(module: str) -> None:
     short = {name.rsplit(".", 1)[-1] for name in documented()}

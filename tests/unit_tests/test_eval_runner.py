@@ -229,8 +229,18 @@ def test_system_errors(tmp_path: Path) -> None:
         make_system("specdec", small, target)
     with pytest.raises(ValueError, match="does not exist"):
         make_system(f"spec:{tmp_path}/missing.yaml", small, target)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ValueError, match="unknown preset or policy"):
         make_system("spec:fastest", small, target)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        make_system("spec:uncertainty:2", small, target)
+
+
+def test_policy_systems() -> None:
+    small, target = ScriptedGenerator.from_responses(["a"]), ScriptedGenerator.from_responses(["b"])
+    system = make_system("spec:uncertainty:0.4", small, target)
+    assert system.name == "spec:uncertainty:0.4"
+    assert system.thinker.config.policy.threshold == 0.4  # type: ignore[attr-defined]
+    assert make_system("spec:never", small, target).thinker.config.policy.kind == "never"  # type: ignore[attr-defined]
 
 
 # -- report ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -209,7 +210,8 @@ class FakeServer:
                 return
             choice: dict[str, Any] = {"index": 0, **part(piece)}
             if body.get("logprobs"):
-                choice["logprobs"] = {"tokens": [piece], "token_logprobs": [-0.5]}
+                top = {piece: -0.5, "other": -0.25}
+                choice["logprobs"] = {"tokens": [piece], "token_logprobs": [-0.5], "top_logprobs": [top]}
             event({"object": "text_completion", "choices": [choice]})
             if self.piece_delay:
                 time.sleep(self.piece_delay)
@@ -373,6 +375,15 @@ def test_logprobs_when_asked(server: FakeServer) -> None:
     seg = remote(server, logprobs=True).start(MESSAGES).generate([], req(3))
     assert server.requests[-1]["logprobs"] == 1 and seg.logprobs == [-0.5, -0.5, -0.5]
     assert remote(server).start(MESSAGES).generate([], req(3)).logprobs is None
+
+
+def test_logprobs_per_request_with_top1_probabilities(server: FakeServer) -> None:
+    """A policy asks for a probe's probabilities per request; the server's top token gives top-1."""
+    seg = remote(server).start(MESSAGES).generate([], req(3, logprobs=True))
+    assert server.requests[-1]["logprobs"] == 1
+    assert seg.logprobs == [-0.5, -0.5, -0.5]
+    assert seg.top1_probs == pytest.approx([math.exp(-0.25)] * 3)
+    assert seg.entropies is None  # a server gives only its top tokens
 
 
 @pytest.mark.parametrize("stream", [True, False])
