@@ -36,6 +36,10 @@ examples:
   # the default pair on the first 10 MultiArith problems, every system, greedy, 256 new tokens
   spec-graph eval --dataset multiarith --limit 10 --out runs/multiarith-10
 
+  # one process per system (they share nothing), then one table
+  spec-graph eval --systems small --out runs/a & spec-graph eval --systems target --out runs/b & wait
+  spec-graph eval --merge runs/a,runs/b --out runs/both
+
   # the same command again resumes where an interrupted run stopped
   spec-graph eval --dataset multiarith --limit 10 --out runs/multiarith-10
 
@@ -91,6 +95,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="answer each problem with every system before the next one (fairer speeds when the machine's load varies)",
     )
     p.add_argument("--overwrite", action="store_true", help="delete the folder's records and start afresh")
+    p.add_argument(
+        "--merge",
+        default=None,
+        metavar="DIR[,DIR...]",
+        help="instead of running: merge these finished run folders (same settings, e.g. one process per "
+        "system) into --out and write one report",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -161,6 +172,18 @@ def run(args: argparse.Namespace) -> int:
     from spec_graph.eval.report import to_markdown
 
     try:
+        if args.merge:
+            from spec_graph.eval.harness import merge_runs
+
+            if not args.out:
+                print("spec-graph eval: error: --merge needs --out", file=sys.stderr)
+                return 2
+            sources = [s.strip() for s in args.merge.split(",") if s.strip()]
+            results = merge_runs(sources, args.out, plots=not args.no_plots)
+            print(f"merged {len(sources)} runs into {args.out}")
+            print()
+            print(to_markdown(results["systems"]), end="")
+            return 0
         config = config_from_args(args, getattr(args, "argv", None))
         results = evaluate(config)
     except (ValueError, FileNotFoundError, TypeError) as e:

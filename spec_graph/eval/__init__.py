@@ -5,7 +5,7 @@
 
 from spec_graph.eval.datasets import DATASETS, Problem, load_dataset
 from spec_graph.eval.grading import extract_answer, is_correct
-from spec_graph.eval.harness import DEFAULT_SYSTEMS, EvalConfig, evaluate
+from spec_graph.eval.harness import DEFAULT_SYSTEMS, EvalConfig, evaluate, merge_runs
 from spec_graph.eval.runner import PAPER_PROMPT, RecordStore, build_messages, run_systems
 from spec_graph.eval.systems import Generation, SampleOptions, System, make_system
 
@@ -25,5 +25,6 @@ __all__ = [
     "is_correct",
     "load_dataset",
     "make_system",
+    "merge_runs",
     "run_systems",
 ]

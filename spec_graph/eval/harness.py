@@ -22,7 +22,7 @@ from spec_graph.eval.datasets import load_dataset
 from spec_graph.eval.runner import PAPER_PROMPT, RecordStore, run_systems
 from spec_graph.eval.systems import SampleOptions, System, make_system
 
-__all__ = ["DEFAULT_SYSTEMS", "RESUME_FIELDS", "EvalConfig", "evaluate"]
+__all__ = ["DEFAULT_SYSTEMS", "RESUME_FIELDS", "EvalConfig", "evaluate", "merge_runs"]
 
 DEFAULT_SYSTEMS = ("small", "target", "spec:reasoning", "spec:non_reasoning", "specdec")
 RESUME_FIELDS = (
@@ -175,3 +175,64 @@ def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> 
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+MERGE_FIELDS = (*RESUME_FIELDS, "limit", "offset", "samples", "problems")
+"""Settings that must match for run folders to be merged into one table."""
+
+
+def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = True) -> dict[str, Any]:
+    """Merge the records of runs made with the same settings (e.g. one process per system) into ``out``.
+
+    Writes ``run.json`` (the first run's settings, every system, and each source's command
+    under ``extra.merged_from``), ``records.jsonl`` and the report; returns ``results.json``'s dict.
+
+    Raises:
+        ValueError: no sources, a folder without ``run.json``, settings that differ, or a
+            system recorded in two sources.
+    """
+    from spec_graph.eval.report import write_report
+
+    if not sources:
+        msg = "nothing to merge: give at least one run folder"
+        raise ValueError(msg)
+    metas: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    owner: dict[str, Path] = {}
+    for src in map(Path, sources):
+        if not (src / "run.json").is_file():
+            msg = f"{src} is not a run folder (no run.json)"
+            raise ValueError(msg)
+        meta = json.loads((src / "run.json").read_text(encoding="utf-8"))
+        if metas:
+            diffs = [
+                f"{k}: {metas[0].get(k)!r} vs {meta.get(k)!r}" for k in MERGE_FIELDS if metas[0].get(k) != meta.get(k)
+            ]
+            if diffs:
+                msg = f"{src} was made with other settings than {sources[0]} ({'; '.join(diffs)})"
+                raise ValueError(msg)
+        for system in meta["systems"]:
+            if system in owner:
+                msg = f"system {system!r} is in both {owner[system]} and {src}"
+                raise ValueError(msg)
+            owner[system] = src
+        metas.append(meta)
+        records += list(RecordStore(src / "records.jsonl").records.values())
+    merged = dict(metas[0])
+    merged["systems"] = [name for meta in metas for name in meta["systems"]]
+    merged["out"] = str(out)
+    merged["extra"] = {
+        "merged_from": [
+            {"systems": m["systems"], "command": m.get("extra", {}).get("command"), "interleave": m.get("interleave")}
+            for m in metas
+        ]
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "records.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    results = write_report(out, records, merged, merged["systems"], plots=plots)
+    results["out"] = str(out)
+    return results

@@ -249,6 +249,65 @@ def plot_output_length(rows: Sequence[Mapping[str, Any]], path_stem: Path, title
     return _save(plt, fig, path_stem)
 
 
+def gap_closed(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Each system's share of the small -> target accuracy gap it closes (needs ``small`` and ``target``)."""
+    acc = {str(r["system"]): float(r["accuracy"]) for r in rows}
+    if "small" not in acc or "target" not in acc or acc["target"] == acc["small"]:
+        return {}
+    gap = acc["target"] - acc["small"]
+    return {name: (a - acc["small"]) / gap for name, a in acc.items()}
+
+
+def share_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Accuracy against the target's share of the output tokens, with the gap each system closes."""
+    closed = gap_closed(rows)
+    if not closed:
+        return ""
+    lines = [
+        "## Accuracy against the target's share of the tokens",
+        "",
+        "Gap closed = (accuracy - small's) / (target's - small's). The goal of a trigger policy: close at least "
+        "half of the gap while the target writes at most half of the tokens.",
+        "",
+        "| system | target share | accuracy | gap closed | goal met |",
+        "|---|---:|---:|---:|:---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["target_share"]):
+        name = str(r["system"])
+        met = "yes" if closed[name] >= 0.5 and r["target_share"] <= 0.5 else ""
+        lines.append(f"| `{name}` | {r['target_share']:.1%} | {r['accuracy']:.1%} | {closed[name]:.0%} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_target_share(rows: Sequence[Mapping[str, Any]], path_stem: Path, title: str = "") -> list[Path]:
+    """Accuracy against the target's share of the output tokens, saved as PNG and SVG.
+
+    With ``small`` and ``target`` in the rows, the half-gap line and the 50 % share line mark the
+    goal region of a trigger policy.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
+    markers = "osD^vP*Xh<>p"
+    for i, r in enumerate(rows):
+        label = f"{r['system']} ({100 * r['accuracy']:.0f}%, target {100 * r['target_share']:.0f}%)"
+        ax.scatter(100 * r["target_share"], 100 * r["accuracy"], s=70, marker=markers[i % len(markers)],
+                   label=label, zorder=3, alpha=0.85)  # fmt: skip
+    acc = {str(r["system"]): 100 * float(r["accuracy"]) for r in rows}
+    if "small" in acc and "target" in acc:
+        half = (acc["small"] + acc["target"]) / 2
+        ax.axhline(half, color="grey", linestyle="--", linewidth=1, label="half of the small -> target gap")
+        ax.axvline(50, color="grey", linestyle=":", linewidth=1, label="target writes half")
+        ax.fill_between([0, 50], half, max(100.0, half), color="tab:green", alpha=0.08, label="goal")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    ax.set_xlabel("share of output tokens written by the target (%)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(-3, 103)
+    ax.set_ylim(bottom=0, top=max(5.0, *(100 * r["accuracy"] for r in rows)) * 1.15)
+    ax.set_title(title or "accuracy vs target share", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path_stem)
+
+
 def _save(plt: Any, fig: Any, stem: Path) -> list[Path]:
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
@@ -273,12 +332,13 @@ def write_report(
     results = {"meta": dict(meta), "systems": rows, "pareto_front": pareto_front(rows)}
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     markdown = to_markdown(rows, meta)
-    details = interventions_markdown(rows, records)
-    if details:
-        markdown += "\n" + details
+    for extra in (share_markdown(rows), interventions_markdown(rows, records)):
+        if extra:
+            markdown += "\n" + extra
     (out / "results.md").write_text(markdown, encoding="utf-8")
     if plots and rows:
         title = f"{meta.get('dataset')}: {meta.get('problems')} problems, {meta.get('max_new_tokens')} new tokens"
         plot_accuracy_vs_speed(rows, out / "accuracy_vs_speed", title)
         plot_output_length(rows, out / "output_length", title)
+        plot_accuracy_vs_target_share(rows, out / "accuracy_vs_target_share", title)
     return results

@@ -26,7 +26,7 @@ def test_tiny_eval_all_kinds_of_systems(tmp_path: Path) -> None:
 
     for name in ("records.jsonl", "run.json", "results.json", "results.md"):
         assert (tmp_path / name).is_file(), name
-    for stem in ("accuracy_vs_speed", "output_length"):
+    for stem in ("accuracy_vs_speed", "output_length", "accuracy_vs_target_share"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
         assert (tmp_path / f"{stem}.svg").stat().st_size > 1000
     table = (tmp_path / "results.md").read_text()

@@ -22,9 +22,18 @@ from spec_graph.eval import (
     evaluate,
     load_dataset,
     make_system,
+    merge_runs,
     run_systems,
 )
-from spec_graph.eval.report import pareto_front, summarize, to_markdown, write_report
+from spec_graph.eval.report import (
+    gap_closed,
+    pareto_front,
+    plot_accuracy_vs_target_share,
+    share_markdown,
+    summarize,
+    to_markdown,
+    write_report,
+)
 from spec_graph.eval.runner import item_seed
 from spec_graph.eval.systems import SingleModelSystem, SpecThinkingSystem
 
@@ -169,7 +178,7 @@ def test_evaluate_writes_report_and_refuses_other_settings(tmp_path: Path, probl
     results = evaluate(cfg, systems=systems)
     for name in ("records.jsonl", "run.json", "results.json", "results.md"):
         assert (tmp_path / name).is_file()
-    for stem in ("accuracy_vs_speed", "output_length"):
+    for stem in ("accuracy_vs_speed", "output_length", "accuracy_vs_target_share"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
         assert (tmp_path / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
     rows = {r["system"]: r for r in results["systems"]}
@@ -308,3 +317,41 @@ def test_cli_add_parser_registers_eval() -> None:
     )  # fmt: skip
     assert cfg.out == str(Path("runs") / "eval-gsm8k")
     assert "--max-new-tokens 256" in cfg.extra["command"]
+
+
+def test_gap_closed_and_the_share_table(tmp_path: Path) -> None:
+    rows = [
+        {"system": "small", "accuracy": 0.1, "target_share": 0.0},
+        {"system": "target", "accuracy": 0.7, "target_share": 1.0},
+        {"system": "spec:uncertainty:0.4", "accuracy": 0.45, "target_share": 0.4},
+        {"system": "spec:reasoning", "accuracy": 0.1, "target_share": 0.05},
+    ]
+    closed = gap_closed(rows)
+    assert closed["spec:uncertainty:0.4"] == pytest.approx(0.35 / 0.6)
+    assert closed["small"] == 0 and closed["target"] == 1
+    table = share_markdown(rows)
+    assert "| `spec:uncertainty:0.4` | 40.0% | 45.0% | 58% | yes |" in table
+    assert "| `spec:reasoning` | 5.0% | 10.0% | 0% |  |" in table
+    assert gap_closed(rows[2:]) == {} and share_markdown(rows[2:]) == ""
+    paths = plot_accuracy_vs_target_share(rows, tmp_path / "share")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_merge_runs_made_in_parallel(tmp_path: Path, problems: list[Any]) -> None:
+    gold = {p.id: p.answer for p in problems}
+    for name, right in (("small", {problems[0].id}), ("target", set(gold))):
+        cfg = EvalConfig(dataset="multiarith", limit=6, out=str(tmp_path / name), progress=False, plots=False)
+        evaluate(cfg, systems=[FakeSystem(name, gold, right=right)])
+    results = merge_runs([tmp_path / "small", tmp_path / "target"], tmp_path / "both", plots=False)
+    assert [r["system"] for r in results["systems"]] == ["small", "target"]
+    assert [r["accuracy"] for r in results["systems"]] == [pytest.approx(1 / 6), 1.0]
+    assert len((tmp_path / "both" / "records.jsonl").read_text().splitlines()) == 12
+    assert "Accuracy against the target's share" in (tmp_path / "both" / "results.md").read_text()
+    with pytest.raises(ValueError, match="in both"):
+        merge_runs([tmp_path / "small", tmp_path / "small"], tmp_path / "x")
+    other = EvalConfig(dataset="multiarith", limit=6, out=str(tmp_path / "other"), progress=False, max_new_tokens=9)
+    evaluate(other, systems=[FakeSystem("spec", gold, right=set())])
+    with pytest.raises(ValueError, match=r"other settings.*max_new_tokens"):
+        merge_runs([tmp_path / "small", tmp_path / "other"], tmp_path / "x")
+    with pytest.raises(ValueError, match="not a run folder"):
+        merge_runs([tmp_path / "nowhere"], tmp_path / "x")
