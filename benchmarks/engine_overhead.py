@@ -8,6 +8,7 @@ is overhead. Goal: wall / ideal <= 1.10.
 
     python benchmarks/engine_overhead.py                   # default pair, 3 GSM8K prompts
     python benchmarks/engine_overhead.py --prompts 5 --max-new-tokens 256 --presets reasoning
+    python benchmarks/engine_overhead.py --presets "" --policies uncertainty:0.5   # a trigger policy
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from spec_graph import SpeculativeThinker, SpeculativeThinkingConfig
+from spec_graph import SpeculativeThinker, SpeculativeThinkingConfig, resolve_config
 from spec_graph.generators.hf import HFGenerator
 from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
 
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--presets", default="non_reasoning,reasoning")
+    parser.add_argument("--policies", default="", help="trigger policies on the default config, e.g. uncertainty:0.5")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
 
@@ -79,8 +81,10 @@ def main() -> None:
         )
     t_small, t_target = per_token["small"], per_token["target"]
 
-    for preset in args.presets.split(","):
-        cfg = SpeculativeThinkingConfig.preset(preset, max_new_tokens=args.max_new_tokens, temperature=0)
+    runs = [(p, SpeculativeThinkingConfig.preset(p)) for p in args.presets.split(",") if p]
+    runs += [(p, SpeculativeThinkingConfig(policy=p)) for p in args.policies.split(",") if p]
+    for preset, base in runs:
+        cfg = resolve_config(base, max_new_tokens=args.max_new_tokens, temperature=0.0)
         thinker = SpeculativeThinker(small, target, cfg)
         wall = ideal = kept = 0.0
         written = {"small": 0, "target": 0}
