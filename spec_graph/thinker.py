@@ -299,8 +299,8 @@ class SpeculativeThinker:
         cancel: threading.Event | None,
     ) -> SpecResult:
         small, target = self.small.start(messages), self.target.start(messages)  # may raise: bad input
-        own = self.policy is not None and cfg.policy == self.config.policy  # a per-run policy wins
-        policy = self.policy if own and self.policy is not None else build_policy(cfg.policy)
+        own = self.policy if cfg.policy == self.config.policy else None  # a per-run policy wins
+        policy = own or build_policy(cfg.policy)
         if policy.token_stop(cfg) is not None and not getattr(small, "supports_token_stop", False):
             small.close()
             target.close()

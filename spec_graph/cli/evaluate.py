@@ -181,11 +181,8 @@ def run(args: argparse.Namespace) -> int:
             sources = [s.strip() for s in args.merge.split(",") if s.strip()]
             results = merge_runs(sources, args.out, plots=not args.no_plots)
             print(f"merged {len(sources)} runs into {args.out}")
-            print()
-            print(to_markdown(results["systems"]), end="")
-            return 0
-        config = config_from_args(args, getattr(args, "argv", None))
-        results = evaluate(config)
+        else:
+            results = evaluate(config_from_args(args, getattr(args, "argv", None)))
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"spec-graph eval: error: {e}", file=sys.stderr)
         return 2
@@ -194,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     rows = results["systems"]
     best = max(rows, key=lambda r: r["accuracy"]) if rows else None
-    summary = f"{config.dataset}: {results['meta']['problems']} problems, {len(rows)} systems"
+    summary = f"{results['meta']['dataset']}: {results['meta']['problems']} problems, {len(rows)} systems"
     if best:
         summary += f"; best accuracy {best['accuracy']:.1%} ({best['system']})"
     print(summary + f"; results in {results['out']}")
