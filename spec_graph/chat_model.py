@@ -28,8 +28,10 @@ from langchain_core.utils.function_calling import convert_to_json_schema
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from spec_graph._messages import convert_messages
+from spec_graph._streaming import THINK_START, Assembler
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 from spec_graph.generators.base import Generator
+from spec_graph.generators.resolve import resolve_generator, spec_name
 from spec_graph.policies import TriggerPolicy
 from spec_graph.thinker import THINK_END, SpecResult, SpeculativeThinker
 
@@ -38,10 +40,6 @@ __all__ = ["SpeculativeThinkingChatModel", "speculation_events"]
 PROVIDER = "spec_graph"
 STATS_KEY = "speculative_thinking"
 """The ``response_metadata`` key holding the speculation statistics (final chunk only)."""
-AUTHORS_KEY = "authors"
-"""The ``response_metadata`` key of a streamed chunk holding ``[author]`` (a list, so merging
-chunks appends instead of concatenating strings)."""
-THINK_START = "<think>"
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length", "time": "time"}
 _CALL_ALIASES = {"max_tokens": "max_new_tokens"}
 _IGNORED_CALL_KWARGS = {"stream", "model", "ls_structured_output_format", "structured_output_format"}
@@ -52,89 +50,6 @@ _TOOLS_MESSAGE = (
     "reliably. Use it as a reasoning step instead (a LangGraph node whose answer a tool-calling model "
     "acts on, see spec_graph.langgraph_node), or with_structured_output() for JSON answers."
 )
-
-# -- generators ------------------------------------------------------------------------------------
-_GENERATORS: dict[tuple[Any, ...], Generator] = {}
-_GENERATORS_LOCK = threading.Lock()
-
-
-def _is_generator(obj: Any) -> bool:
-    """A :class:`Generator`, checked on the type so no lazy property (model loading) runs."""
-    cls = type(obj)
-    return callable(getattr(cls, "start", None)) and callable(getattr(cls, "count_tokens", None))
-
-
-def _hf_generator(model: Any, tokenizer: Any, name: str | None) -> Generator:
-    from spec_graph.generators.hf import HFGenerator  # imports torch: only when needed
-
-    return HFGenerator(model, tokenizer, name=name)
-
-
-def resolve_generator(spec: Any, *, device: str | None = None, dtype: str | None = None) -> Generator:
-    """A :class:`Generator` from anything :class:`SpeculativeThinkingChatModel` accepts as a model.
-
-    Args:
-        spec: an embedded model name, a local folder or hub id (shared through a module-level
-            cache, weights load on first use); a ``Generator``; a ``(model, tokenizer)`` pair; a
-            ``langchain_huggingface.HuggingFacePipeline``, a ``ChatHuggingFace`` on one, or a
-            transformers text-generation ``Pipeline`` (their loaded model and tokenizer are
-            reused as they are: no second load, no copy).
-        device: device for a model given by name (default: CUDA when present).
-        dtype: dtype name for a model given by name (default: bfloat16 on a GPU, else float32).
-    """
-    if isinstance(spec, str | Path):
-        key = ("hf", str(spec), device, dtype)
-        with _GENERATORS_LOCK:
-            if key not in _GENERATORS:
-                from spec_graph.generators.hf import HFGenerator
-
-                _GENERATORS[key] = HFGenerator(str(spec), device=device, dtype=dtype)
-            return _GENERATORS[key]
-    if _is_generator(spec):
-        return spec  # type: ignore[no-any-return]
-    if isinstance(spec, tuple) and len(spec) == 2:
-        model, tokenizer = spec
-        return _hf_generator(model, tokenizer, getattr(model, "name_or_path", None) or None)
-    llm = getattr(spec, "llm", None)  # ChatHuggingFace(llm=HuggingFacePipeline(...))
-    if llm is not None:
-        pipe = getattr(llm, "pipeline", None)
-        if pipe is None:
-            msg = (
-                f"{type(spec).__name__} wraps a {type(llm).__name__}, not a local HuggingFacePipeline; "
-                "only local pipelines can be reused (endpoints cannot do speculative thinking)"
-            )
-            raise TypeError(msg)
-        tokenizer = getattr(spec, "tokenizer", None) or pipe.tokenizer
-        return _hf_generator(pipe.model, tokenizer, getattr(llm, "model_id", None))
-    pipe = getattr(spec, "pipeline", None)  # HuggingFacePipeline
-    if pipe is not None and hasattr(pipe, "model"):
-        return _hf_generator(pipe.model, pipe.tokenizer, getattr(spec, "model_id", None))
-    if type(spec).__module__.startswith("transformers.pipelines") and hasattr(spec, "model"):
-        return _hf_generator(spec.model, spec.tokenizer, getattr(spec.model, "name_or_path", None))
-    if hasattr(spec, "generate") and hasattr(spec, "config"):
-        msg = "a loaded transformers model needs its tokenizer: pass (model, tokenizer)"
-        raise TypeError(msg)
-    msg = (
-        f"cannot use a {type(spec).__name__} as a model: give a model name or path, a Generator, "
-        "a (model, tokenizer) pair, a HuggingFacePipeline or a ChatHuggingFace"
-    )
-    raise TypeError(msg)
-
-
-def _spec_name(spec: Any) -> str:
-    """A display name for a model spec, without loading anything."""
-    if isinstance(spec, str | Path):
-        return str(spec)
-    if _is_generator(spec):
-        return str(getattr(spec, "name", type(spec).__name__))
-    if isinstance(spec, tuple) and len(spec) == 2:
-        return str(getattr(spec[0], "name_or_path", "") or type(spec[0]).__name__)
-    holder = getattr(spec, "llm", spec)
-    for attr in ("model_id", "name_or_path"):
-        if isinstance(getattr(holder, attr, None), str) and getattr(holder, attr):
-            return str(getattr(holder, attr))
-    model = getattr(getattr(holder, "pipeline", holder), "model", None)
-    return str(getattr(model, "name_or_path", "") or type(spec).__name__)
 
 
 # -- intervention events for LangGraph -------------------------------------------------------------
@@ -167,196 +82,6 @@ def speculation_events(
         yield
     finally:
         _EVENT_SINK.reset(token)
-
-
-# -- streaming parser ------------------------------------------------------------------------------
-class _Pieces:
-    """Text as runs of ``[author, text]``, cut by character counts."""
-
-    def __init__(self) -> None:
-        self.runs: list[list[str]] = []
-        self.size = 0
-
-    def append(self, author: str, text: str) -> None:
-        if not text:
-            return
-        if self.runs and self.runs[-1][0] == author:
-            self.runs[-1][1] += text
-        else:
-            self.runs.append([author, text])
-        self.size += len(text)
-
-    def text(self) -> str:
-        return "".join(t for _, t in self.runs)
-
-    def take(self, n: int) -> list[tuple[str, str]]:
-        """Remove and return the first ``n`` characters as ``(author, text)`` runs."""
-        out: list[tuple[str, str]] = []
-        while n > 0 and self.runs:
-            author, text = self.runs[0]
-            if len(text) <= n:
-                out.append((author, text))
-                self.runs.pop(0)
-                n -= len(text)
-                self.size -= len(text)
-            else:
-                out.append((author, text[:n]))
-                self.runs[0][1] = text[n:]
-                self.size -= n
-                n = 0
-        return out
-
-
-def _held_prefix(text: str, needles: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that is the start (not the whole) of a needle."""
-    best = 0
-    for needle in needles:
-        for k in range(min(len(needle) - 1, len(text)), best, -1):
-            if text.endswith(needle[:k]):
-                best = k
-                break
-    return best
-
-
-class _StopFilter:
-    """Cuts the text before the first stop string; holds back what may start one."""
-
-    def __init__(self, stop: Sequence[str]) -> None:
-        self.stop = tuple(stop)
-        self.buf = _Pieces()
-        self.stopped = False
-
-    def feed(self, author: str, text: str) -> list[tuple[str, str]]:
-        if self.stopped:
-            return []
-        self.buf.append(author, text)
-        if not self.stop:
-            return self.buf.take(self.buf.size)
-        full = self.buf.text()
-        hits = [i for i in (full.find(s) for s in self.stop) if i >= 0]
-        if hits:
-            self.stopped = True
-            out = self.buf.take(min(hits))
-            self.buf = _Pieces()
-            return out
-        return self.buf.take(self.buf.size - _held_prefix(full, self.stop))
-
-    def flush(self) -> list[tuple[str, str]]:
-        return self.buf.take(self.buf.size)
-
-
-Kind = Literal["reasoning", "text"]
-
-
-class _ThinkSplitter:
-    """Splits ``<think>...</think>`` reasoning from the answer as text streams in.
-
-    Mirrors :func:`spec_graph.thinker.split_reasoning`: reasoning without the tags and
-    surrounding whitespace, answer without leading whitespace.
-    """
-
-    def __init__(self, *, enabled: bool, in_reasoning: bool) -> None:
-        self.mode = "answer" if not enabled else ("reasoning_lead" if in_reasoning else "start")
-        self.buf = _Pieces()
-        self.saw_reasoning = in_reasoning and enabled
-
-    def feed(self, author: str, text: str) -> list[tuple[Kind, str, str]]:
-        self.buf.append(author, text)
-        out: list[tuple[Kind, str, str]] = []
-        while self.buf.size:
-            full = self.buf.text()
-            if self.mode == "answer":
-                out += [("text", a, t) for a, t in self.buf.take(self.buf.size)]
-            elif self.mode == "start":
-                body = full.lstrip()
-                if not body or (THINK_START.startswith(body) and body != THINK_START):
-                    break  # could still become "<think>"
-                if body.startswith(THINK_START):
-                    self.buf.take(len(full) - len(body) + len(THINK_START))
-                    self.mode, self.saw_reasoning = "reasoning_lead", True
-                else:
-                    self.mode = "answer"
-            elif self.mode in ("reasoning_lead", "answer_lead"):
-                body = full.lstrip()
-                self.buf.take(len(full) - len(body))
-                if body:
-                    self.mode = "reasoning" if self.mode == "reasoning_lead" else "answer"
-            else:  # reasoning
-                end = full.find(THINK_END)
-                if end >= 0:
-                    keep = len(full[:end].rstrip())
-                    out += [("reasoning", a, t) for a, t in self.buf.take(keep)]
-                    self.buf.take(end - keep + len(THINK_END))
-                    self.mode = "answer_lead"
-                    continue
-                held = _held_prefix(full, [THINK_END])
-                body = full[: len(full) - held]
-                held += len(body) - len(body.rstrip())
-                out += [("reasoning", a, t) for a, t in self.buf.take(self.buf.size - held)]
-                break
-        return out
-
-    def flush(self) -> list[tuple[Kind, str, str]]:
-        full = self.buf.text()
-        if self.mode in ("reasoning_lead", "answer_lead"):
-            return []
-        if self.mode == "reasoning":
-            return [("reasoning", a, t) for a, t in self.buf.take(len(full.rstrip()))]
-        return [("text", a, t) for a, t in self.buf.take(self.buf.size)]
-
-
-class _Assembler:
-    """Turns a run's text events into chunks: stop strings cut, reasoning split, authors kept."""
-
-    def __init__(self, stop: Sequence[str], *, split: bool, in_reasoning: bool) -> None:
-        self.stop = _StopFilter(stop)
-        self.think = _ThinkSplitter(enabled=split, in_reasoning=in_reasoning)
-        self.seen = ""
-        """All text received, before cutting."""
-
-    def feed(self, author: str, text: str) -> list[ChatGenerationChunk]:
-        self.seen += text
-        pieces: list[tuple[Kind, str, str]] = []
-        for a, t in self.stop.feed(author, text):
-            pieces += self.think.feed(a, t)
-        return _chunks(pieces)
-
-    def finish(self, result: SpecResult) -> list[ChatGenerationChunk]:
-        """The rest: text the events did not carry (a generator without ``on_text``), and held text."""
-        pieces: list[tuple[Kind, str, str]] = []
-        full = "".join(s["text"] for s in result.spans)
-        if len(full) > len(self.seen) and full.startswith(self.seen):
-            pos = 0
-            for span in result.spans:
-                start, pos = pos, pos + len(span["text"])
-                if pos > len(self.seen):
-                    piece = span["text"][max(0, len(self.seen) - start) :]
-                    self.seen += piece
-                    for a, t in self.stop.feed(span["author"], piece):
-                        pieces += self.think.feed(a, t)
-        for a, t in self.stop.flush():
-            pieces += self.think.feed(a, t)
-        pieces += self.think.flush()
-        return _chunks(pieces)
-
-
-def _chunks(pieces: list[tuple[Kind, str, str]]) -> list[ChatGenerationChunk]:
-    """One chunk per run of the same kind and author: reasoning-only or text-only."""
-    merged: list[list[str]] = []
-    for kind, author, text in pieces:
-        if merged and merged[-1][0] == kind and merged[-1][1] == author:
-            merged[-1][2] += text
-        elif text:
-            merged.append([kind, author, text])
-    out = []
-    for kind_name, author, text in merged:
-        meta = {AUTHORS_KEY: [author]}
-        if kind_name == "reasoning":
-            msg = AIMessageChunk(content="", additional_kwargs={"reasoning_content": text}, response_metadata=meta)
-        else:
-            msg = AIMessageChunk(content=text, response_metadata=meta)
-        out.append(ChatGenerationChunk(message=msg))
-    return out
 
 
 # -- the chat model --------------------------------------------------------------------------------
@@ -553,12 +278,12 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     @property
     def small_name(self) -> str:
         """Display name of the small model."""
-        return _spec_name(self.small_model)
+        return spec_name(self.small_model)
 
     @property
     def target_name(self) -> str:
         """Display name of the target model."""
-        return _spec_name(self.target_model)
+        return spec_name(self.target_model)
 
     @property
     def model_name(self) -> str:
@@ -663,7 +388,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         plan = self._plan(messages, stop, kwargs)
         thinker = self._get_thinker()
         sink = _EVENT_SINK.get()
-        assembler = _Assembler(plan.stop, split=bool(self.reasoning), in_reasoning=plan.in_reasoning)
+        assembler = Assembler(plan.stop, split=bool(self.reasoning), in_reasoning=plan.in_reasoning)
         events = thinker.stream(plan.messages, stop=plan.stop, **plan.overrides)
         try:
             for event in events:
@@ -686,7 +411,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             if close is not None:  # stops the run at its next token if we stopped early
                 close()
 
-    def _final_chunk(self, result: SpecResult, assembler: _Assembler) -> ChatGenerationChunk:
+    def _final_chunk(self, result: SpecResult, assembler: Assembler) -> ChatGenerationChunk:
         """Usage and response metadata, once, with ``chunk_position="last"``."""
         input_tokens = int(result.prompt_tokens.get("target", result.prompt_tokens.get("small", 0)))
         output_tokens = int(result.num_output_tokens)

@@ -36,7 +36,8 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.runnables.config import get_callback_manager_for_config
 from langgraph.config import get_stream_writer
 
-from spec_graph.chat_model import SpeculativeThinkingChatModel, _Assembler, speculation_events
+from spec_graph._streaming import Assembler
+from spec_graph.chat_model import SpeculativeThinkingChatModel, speculation_events
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import SpecContext
 from spec_graph.thinker import SpecResult
@@ -139,7 +140,7 @@ def subgraph_node(
             batch_size=1,
         )
         message_id = f"lc_run--{run_manager.run_id}"
-        assembler = _Assembler(plan.stop, split=bool(model.reasoning), in_reasoning=plan.in_reasoning)
+        assembler = Assembler(plan.stop, split=bool(model.reasoning), in_reasoning=plan.in_reasoning)
         chunks: list[ChatGenerationChunk] = []
 
         def emit(new: list[ChatGenerationChunk]) -> None:

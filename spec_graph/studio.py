@@ -35,6 +35,7 @@ from typing_extensions import TypedDict
 
 from spec_graph.config import resolve_config
 from spec_graph.generators.base import Generator
+from spec_graph.generators.resolve import resolve_generator
 from spec_graph.graph.builder import build_graph
 from spec_graph.graph.state import SpecContext, SpecState
 from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
@@ -75,7 +76,6 @@ class StudioContext:
     """Any other ``SpeculativeThinkingConfig`` fields, e.g. ``{"probe_tokens": 10}``."""
 
 
-_GENERATORS: dict[str, Generator] = {}
 _RUNS: OrderedDict[tuple[Any, ...], tuple[str, SpecContext]] = OrderedDict()
 _LOCK = threading.Lock()
 _MAX_RUNS = 8
@@ -86,12 +86,7 @@ def _generator(spec: Any) -> Generator:
         from spec_graph.thinker import as_generator
 
         return as_generator(spec)
-    with _LOCK:
-        if spec not in _GENERATORS:
-            from spec_graph.generators.hf import HFGenerator
-
-            _GENERATORS[spec] = HFGenerator(spec)
-        return _GENERATORS[spec]
+    return resolve_generator(spec)
 
 
 def _close(ctx: SpecContext) -> None:

@@ -99,8 +99,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--merge",
         default=None,
         metavar="DIR[,DIR...]",
-        help="instead of running: merge these finished run folders (same settings, e.g. one process per "
-        "system) into --out and write one report",
+        help="instead of running: merge these finished run folders (same settings; one process per "
+        "system and/or per --offset/--limit slice) into --out and write one report",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

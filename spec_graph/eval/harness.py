@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spec_graph.eval.datasets import load_dataset
-from spec_graph.eval.runner import PAPER_PROMPT, RecordStore, run_systems
+from spec_graph.eval.runner import PAPER_PROMPT, Key, RecordStore, run_systems
 from spec_graph.eval.systems import SampleOptions, System, make_system
 
 __all__ = ["DEFAULT_SYSTEMS", "RESUME_FIELDS", "EvalConfig", "evaluate", "merge_runs"]
@@ -177,19 +178,22 @@ def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-MERGE_FIELDS = (*RESUME_FIELDS, "limit", "offset", "samples", "problems")
-"""Settings that must match for run folders to be merged into one table."""
+MERGE_FIELDS = (*RESUME_FIELDS, "samples")
+"""Settings that must match for run folders to be merged into one table (the slice of problems may differ)."""
 
 
 def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = True) -> dict[str, Any]:
-    """Merge the records of runs made with the same settings (e.g. one process per system) into ``out``.
+    """Merge the records of runs made with the same settings into ``out``.
 
-    Writes ``run.json`` (the first run's settings, every system, and each source's command
-    under ``extra.merged_from``), ``records.jsonl`` and the report; returns ``results.json``'s dict.
+    The runs may split the work by system (one process per system), by slice of problems
+    (``offset``/``limit``), or both; every (system, problem, sample) must come from one run only.
+    Writes ``run.json`` (the first run's settings with the union of systems and problems, and each
+    source's command and slice under ``extra.merged_from``), ``records.jsonl`` and the report;
+    returns ``results.json``'s dict. Warns when the systems end up covering different problems.
 
     Raises:
-        ValueError: no sources, a folder without ``run.json``, settings that differ, or a
-            system recorded in two sources.
+        ValueError: no sources, a folder without ``run.json``, settings that differ, or an
+            answer recorded in two sources.
     """
     from spec_graph.eval.report import write_report
 
@@ -197,8 +201,8 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
         msg = "nothing to merge: give at least one run folder"
         raise ValueError(msg)
     metas: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
-    owner: dict[str, Path] = {}
+    records: dict[Key, dict[str, Any]] = {}
+    owner: dict[Key, Path] = {}
     for src in map(Path, sources):
         if not (src / "run.json").is_file():
             msg = f"{src} is not a run folder (no run.json)"
@@ -211,19 +215,35 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
             if diffs:
                 msg = f"{src} was made with other settings than {sources[0]} ({'; '.join(diffs)})"
                 raise ValueError(msg)
-        for system in meta["systems"]:
-            if system in owner:
-                msg = f"system {system!r} is in both {owner[system]} and {src}"
+        for key, record in RecordStore(src / "records.jsonl").records.items():
+            if key in owner:
+                system, item, sample = key
+                msg = f"system {system!r}, problem {item!r}, sample {sample} is in both {owner[key]} and {src}"
                 raise ValueError(msg)
-            owner[system] = src
+            owner[key] = src
+            records[key] = record
         metas.append(meta)
-        records += list(RecordStore(src / "records.jsonl").records.values())
+    systems = list(dict.fromkeys(name for meta in metas for name in meta["systems"]))
+    covered = {name: {item for (system, item, _) in records if system == name} for name in systems}
+    if len({frozenset(items) for items in covered.values()}) > 1:
+        counts = ", ".join(f"{name}: {len(items)}" for name, items in covered.items())
+        warnings.warn(f"the merged systems answered different problems ({counts})", stacklevel=2)
     merged = dict(metas[0])
-    merged["systems"] = [name for meta in metas for name in meta["systems"]]
+    merged["systems"] = systems
+    merged["offset"] = min(int(m.get("offset", 0)) for m in metas)
+    merged["problems"] = len({item for (_, item, _) in records})
+    if len({(m.get("offset"), m.get("limit")) for m in metas}) > 1:
+        merged["limit"] = merged["problems"]
     merged["out"] = str(out)
     merged["extra"] = {
         "merged_from": [
-            {"systems": m["systems"], "command": m.get("extra", {}).get("command"), "interleave": m.get("interleave")}
+            {
+                "systems": m["systems"],
+                "offset": m.get("offset"),
+                "limit": m.get("limit"),
+                "command": m.get("extra", {}).get("command"),
+                "interleave": m.get("interleave"),
+            }
             for m in metas
         ]
     }
@@ -231,8 +251,8 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "records.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()), encoding="utf-8"
     )
-    results = write_report(out, records, merged, merged["systems"], plots=plots)
+    results = write_report(out, list(records.values()), merged, merged["systems"], plots=plots)
     results["out"] = str(out)
     return results

@@ -26,10 +26,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from pydantic import BaseModel
 
-from spec_graph import chat_model as cm
+from spec_graph import _streaming as parser
 from spec_graph._messages import convert_messages
-from spec_graph.chat_model import SpeculativeThinkingChatModel, resolve_generator, speculation_events
-from spec_graph.generators import EOS, ScriptedGenerator
+from spec_graph.chat_model import SpeculativeThinkingChatModel, speculation_events
+from spec_graph.generators import EOS, ScriptedGenerator, resolve
+from spec_graph.generators.resolve import resolve_generator
 from spec_graph.langgraph_node import chat_model_node, subgraph_node
 from spec_graph.thinker import split_reasoning
 
@@ -57,9 +58,9 @@ def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
 
 # -- construction -----------------------------------------------------------------------------------
 def test_construction_loads_nothing() -> None:
-    before = dict(cm._GENERATORS)
+    before = dict(resolve._GENERATORS)
     model = SpeculativeThinkingChatModel(small_model="smollm2-135m-instruct", target_model="some/hub-id", api_key="x")
-    assert before == cm._GENERATORS  # generators are built on the first call only
+    assert before == resolve._GENERATORS  # generators are built on the first call only
     assert model._thinker is None
     assert model._gens is None
     assert model.model_name == "smollm2-135m-instruct+some/hub-id"
@@ -296,11 +297,11 @@ def test_reasoning_cut_by_budget_stays_reasoning() -> None:
 def test_splitter_matches_split_reasoning(size: int) -> None:
     texts = [THINKING, "  <think>a</think>b", "<thi", "<think>x</thi", "plain </think> text", "a\n\n<think>b"]
     for text in texts:
-        asm = cm._Assembler((), split=True, in_reasoning=False)
+        asm = parser.Assembler((), split=True, in_reasoning=False)
         chunks = []
         for i in range(0, len(text), size):
             chunks += asm.feed("small", text[i : i + size])
-        chunks += cm._chunks(asm.think.flush())
+        chunks += parser.chunks(asm.think.flush())
         reasoning = "".join(str(c.message.additional_kwargs.get("reasoning_content", "")) for c in chunks)
         content = "".join(str(c.message.content) for c in chunks)
         if text.lstrip().startswith("<think>") and "</think>" in text:
@@ -332,7 +333,7 @@ def test_stop_from_instance_and_call_are_merged() -> None:
 
 
 def test_stop_filter_holds_back_prefixes() -> None:
-    f = cm._StopFilter(["STOP"])
+    f = parser.StopFilter(["STOP"])
     assert f.feed("small", "abc S") == [("small", "abc ")]
     assert f.feed("target", "T") == []
     assert f.feed("target", "x") == [("small", "S"), ("target", "Tx")]

@@ -349,9 +349,33 @@ def test_merge_runs_made_in_parallel(tmp_path: Path, problems: list[Any]) -> Non
     assert "Accuracy against the target's share" in (tmp_path / "both" / "results.md").read_text()
     with pytest.raises(ValueError, match="in both"):
         merge_runs([tmp_path / "small", tmp_path / "small"], tmp_path / "x")
-    other = EvalConfig(dataset="multiarith", limit=6, out=str(tmp_path / "other"), progress=False, max_new_tokens=9)
+    other = EvalConfig(
+        dataset="multiarith", limit=6, out=str(tmp_path / "other"), progress=False, max_new_tokens=9, plots=False
+    )
     evaluate(other, systems=[FakeSystem("spec", gold, right=set())])
     with pytest.raises(ValueError, match=r"other settings.*max_new_tokens"):
         merge_runs([tmp_path / "small", tmp_path / "other"], tmp_path / "x")
     with pytest.raises(ValueError, match="not a run folder"):
         merge_runs([tmp_path / "nowhere"], tmp_path / "x")
+
+
+def test_merge_runs_made_in_slices(tmp_path: Path, problems: list[Any]) -> None:
+    gold = {p.id: p.answer for p in problems}
+    for offset, limit in ((0, 4), (4, 2)):
+        cfg = EvalConfig(dataset="multiarith", offset=offset, limit=limit, out=str(tmp_path / f"s{offset}"),
+                         progress=False, plots=False)  # fmt: skip
+        evaluate(cfg, systems=[FakeSystem("specdec", gold, right={problems[0].id, problems[5].id})])
+    cfg = EvalConfig(dataset="multiarith", limit=6, out=str(tmp_path / "small"), progress=False, plots=False)
+    evaluate(cfg, systems=[FakeSystem("small", gold, right=set())])
+    results = merge_runs([tmp_path / "small", tmp_path / "s0", tmp_path / "s4"], tmp_path / "all", plots=False)
+    assert [(r["system"], r["accuracy"]) for r in results["systems"]] == [
+        ("small", 0.0),
+        ("specdec", pytest.approx(2 / 6)),
+    ]
+    meta = json.loads((tmp_path / "all" / "run.json").read_text())
+    assert (meta["systems"], meta["offset"], meta["limit"], meta["problems"]) == (["small", "specdec"], 0, 6, 6)
+    assert [(m["offset"], m["limit"]) for m in meta["extra"]["merged_from"]] == [(0, 6), (0, 4), (4, 2)]
+    with pytest.warns(UserWarning, match=r"different problems \(small: 6, specdec: 4\)"):
+        merge_runs([tmp_path / "small", tmp_path / "s0"], tmp_path / "part", plots=False)
+    with pytest.raises(ValueError, match=r"'specdec', problem .* is in both"):
+        merge_runs([tmp_path / "s0", tmp_path / "all"], tmp_path / "x", plots=False)
