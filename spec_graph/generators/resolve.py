@@ -1,7 +1,7 @@
 """Any model a user hands us -> a :class:`~spec_graph.generators.base.Generator`.
 
-Names and paths load once per process (a module-level cache shared by the chat model, the
-studio and the CLI); loaded objects (a ``(model, tokenizer)`` pair, pipelines, LangChain's
+Names and paths load once per process (a module-level cache shared by the chat model and the
+studio); loaded objects (a ``(model, tokenizer)`` pair, pipelines, LangChain's
 Hugging Face wrappers) are reused as they are, without a second load or a copy.
 """
 
