@@ -188,7 +188,8 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
     The runs may split the work by system (one process per system), by slice of problems
     (``offset``/``limit``), or both; every (system, problem, sample) must come from one run only.
     Writes ``run.json`` (the first run's settings with the union of systems and problems, and each
-    source's command and slice under ``extra.merged_from``), ``records.jsonl`` and the report;
+    source's command and slice under ``extra.merged_from``), ``records.jsonl`` and the report (the
+    default systems in a run's order, then the others as given);
     returns ``results.json``'s dict. Warns when the systems end up covering different problems.
 
     Raises:
@@ -224,6 +225,8 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
             records[key] = record
         metas.append(meta)
     systems = list(dict.fromkeys(name for meta in metas for name in meta["systems"]))
+    order = {name: i for i, name in enumerate(DEFAULT_SYSTEMS)}
+    systems.sort(key=lambda name: order.get(name, len(order)))  # a run's order; others as given
     covered = {name: {item for (system, item, _) in records if system == name} for name in systems}
     if len({frozenset(items) for items in covered.values()}) > 1:
         counts = ", ".join(f"{name}: {len(items)}" for name, items in covered.items())

@@ -367,14 +367,14 @@ def test_merge_runs_made_in_slices(tmp_path: Path, problems: list[Any]) -> None:
         evaluate(cfg, systems=[FakeSystem("specdec", gold, right={problems[0].id, problems[5].id})])
     cfg = EvalConfig(dataset="multiarith", limit=6, out=str(tmp_path / "small"), progress=False, plots=False)
     evaluate(cfg, systems=[FakeSystem("small", gold, right=set())])
-    results = merge_runs([tmp_path / "small", tmp_path / "s0", tmp_path / "s4"], tmp_path / "all", plots=False)
+    results = merge_runs([tmp_path / "s0", tmp_path / "small", tmp_path / "s4"], tmp_path / "all", plots=False)
     assert [(r["system"], r["accuracy"]) for r in results["systems"]] == [
         ("small", 0.0),
         ("specdec", pytest.approx(2 / 6)),
     ]
     meta = json.loads((tmp_path / "all" / "run.json").read_text())
     assert (meta["systems"], meta["offset"], meta["limit"], meta["problems"]) == (["small", "specdec"], 0, 6, 6)
-    assert [(m["offset"], m["limit"]) for m in meta["extra"]["merged_from"]] == [(0, 6), (0, 4), (4, 2)]
+    assert [(m["offset"], m["limit"]) for m in meta["extra"]["merged_from"]] == [(0, 4), (0, 6), (4, 2)]
     with pytest.warns(UserWarning, match=r"different problems \(small: 6, specdec: 4\)"):
         merge_runs([tmp_path / "small", tmp_path / "s0"], tmp_path / "part", plots=False)
     with pytest.raises(ValueError, match=r"'specdec', problem .* is in both"):
