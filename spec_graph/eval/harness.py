@@ -188,9 +188,9 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
     The runs may split the work by system (one process per system), by slice of problems
     (``offset``/``limit``), or both; every (system, problem, sample) must come from one run only.
     Writes ``run.json`` (the first run's settings with the union of systems and problems, and each
-    source's command and slice under ``extra.merged_from``), ``records.jsonl`` and the report (the
-    default systems in a run's order, then the others as given);
-    returns ``results.json``'s dict. Warns when the systems end up covering different problems.
+    source's command and slice under ``extra.merged_from``), ``records.jsonl`` and the report
+    (default systems in a run's order, others as given); returns ``results.json``'s dict. Warns
+    when the systems end up covering different problems.
 
     Raises:
         ValueError: no sources, a folder without ``run.json``, settings that differ, or an
