@@ -34,7 +34,6 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 from spec_graph.config import resolve_config
-from spec_graph.generators.base import Generator
 from spec_graph.generators.resolve import resolve_generator
 from spec_graph.graph.builder import build_graph
 from spec_graph.graph.state import SpecContext, SpecState
@@ -81,14 +80,6 @@ _LOCK = threading.Lock()
 _MAX_RUNS = 8
 
 
-def _generator(spec: Any) -> Generator:
-    if not isinstance(spec, str):
-        from spec_graph.thinker import as_generator
-
-        return as_generator(spec)
-    return resolve_generator(spec)
-
-
 def _close(ctx: SpecContext) -> None:
     ctx.small.close()
     ctx.target.close()
@@ -126,8 +117,8 @@ def _spec_context(state: Mapping[str, Any], runtime: Runtime[Any]) -> SpecContex
         seed=settings.seed,
         **settings.overrides,
     )
-    small = _generator(settings.small_model).start(messages)
-    target = _generator(settings.target_model).start(messages)
+    small = resolve_generator(settings.small_model).start(messages)
+    target = resolve_generator(settings.target_model).start(messages)
     ctx = SpecContext.create(small, target, config)
     stale = []
     with _LOCK:
