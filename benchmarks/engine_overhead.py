@@ -22,7 +22,7 @@ import torch
 
 from spec_graph import SpeculativeThinker, SpeculativeThinkingConfig, resolve_config
 from spec_graph.generators.hf import HFGenerator
-from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+from spec_graph.models import TINY_SMALL_MODEL, TINY_TARGET_MODEL
 
 PAPER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 HERE = Path(__file__).resolve().parent
@@ -50,8 +50,8 @@ def timed_generate(gen: HFGenerator, question: str, n: int) -> tuple[float, int]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", default=DEFAULT_SMALL_MODEL)
-    parser.add_argument("--target", default=DEFAULT_TARGET_MODEL)
+    parser.add_argument("--small", default=TINY_SMALL_MODEL)
+    parser.add_argument("--target", default=TINY_TARGET_MODEL)
     parser.add_argument("--prompts", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--presets", default="non_reasoning,reasoning")

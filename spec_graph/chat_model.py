@@ -31,6 +31,7 @@ from spec_graph._messages import convert_messages
 from spec_graph._streaming import THINK_START, Assembler
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 from spec_graph.generators.base import Generator
+from spec_graph.generators.precision import check_dtype, check_quantization
 from spec_graph.generators.resolve import resolve_generator, spec_name
 from spec_graph.policies import TriggerPolicy
 from spec_graph.thinker import THINK_END, SpecResult, SpeculativeThinker
@@ -201,7 +202,10 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     device: str | None = None
     """Device for models given by name (default: CUDA when present, else CPU)."""
     dtype: str | None = None
-    """Dtype name for models given by name (default: bfloat16 on a GPU, float32 on a CPU)."""
+    """Dtype for models given by name: ``auto`` (default; bfloat16 on a GPU and on a CPU with bf16
+    instructions, else float32), ``float32``, ``bfloat16`` or ``float16``."""
+    quantization: str | None = None
+    """Weights of models given by name: ``none`` (default) or ``int8`` (~2× faster decoding on a CPU)."""
 
     _base_config: SpeculativeThinkingConfig = PrivateAttr()
     _gens: tuple[Generator, Generator] | None = PrivateAttr(default=None)
@@ -217,6 +221,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             self.small_model = DEFAULT_SMALL_MODEL
         if self.target_model is None:
             self.target_model = DEFAULT_TARGET_MODEL
+        check_dtype(self.dtype)
+        check_quantization(self.quantization)
         overrides = {
             "temperature": self.temperature,
             "max_new_tokens": self.max_tokens,
@@ -240,20 +246,22 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         config: SpeculativeThinkingConfig | str | Mapping[str, Any] | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        quantization: str | None = None,
         preload: bool = False,
         **kwargs: Any,
     ) -> SpeculativeThinkingChatModel:
         """Build the model from two model ids (embedded names, folders or hub ids).
 
         Like ``HuggingFacePipeline.from_model_id``, but for the pair. Loaded models are shared
-        with every other user of the same id, device and dtype in the process.
+        with every other user of the same id, device, dtype and quantization in the process.
 
         Args:
             small_model_id: the model that writes.
             target_model_id: the model that intervenes.
             config: algorithm parameters (config, preset name, YAML path or dict).
             device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when present).
-            dtype: ``"bfloat16"``, ``"float32"``, ... (default by device).
+            dtype: ``"auto"`` (default), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+            quantization: ``"none"`` (default) or ``"int8"``.
             preload: load both models now instead of on the first call.
             **kwargs: other fields (``temperature``, ``max_tokens``, ``stop``, ...).
         """
@@ -263,6 +271,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             config=dict(config) if isinstance(config, Mapping) else config,
             device=device,
             dtype=dtype,
+            quantization=quantization,
             **kwargs,
         )
         if preload:
@@ -323,9 +332,10 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         """The small and target generators (built on first use; weights load when first needed)."""
         with self._lock:
             if self._gens is None:
+                load = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization}
                 self._gens = (
-                    resolve_generator(self.small_model, device=self.device, dtype=self.dtype),
-                    resolve_generator(self.target_model, device=self.device, dtype=self.dtype),
+                    resolve_generator(self.small_model, **load),
+                    resolve_generator(self.target_model, **load),
                 )
             return self._gens
 

@@ -189,6 +189,12 @@ class SpeculativeThinkingConfig(BaseModel):
         "'regex:<pattern>', 'uncertainty:<p>' / 'entropy:<nats>' (the small model's own token "
         "probabilities), 'never' or 'always'; or a dict with 'kind' and the policy's settings (no reference key).",
     )
+    target_drafting: Literal["auto", "off"] = Field(
+        "auto",
+        description="'auto': when both models are local and share a tokenizer, the target writes each of "
+        "its stretches by draft-and-verify with the small model drafting (the same text under greedy "
+        "decoding, the same distribution under sampling, faster); 'off': token by token (no reference key).",
+    )
     target_fallback: bool = Field(
         False,
         description="When the target fails (e.g. a served model still down after its retries), keep what "

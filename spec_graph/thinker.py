@@ -102,6 +102,9 @@ class SpecResult:
     model_seconds: dict[str, float]
     wall_seconds: float
     prompt_tokens: dict[str, int] = field(default_factory=dict)
+    draft_tokens: dict[str, int] = field(default_factory=dict)
+    """Draft-and-verify in the target's stretches: tokens ``drafted`` by the small model and
+    ``accepted`` by the target (empty when the target wrote token by token)."""
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     """Times the target failed and the small model went on alone (``target_fallback``)."""
 
@@ -157,6 +160,7 @@ class SpecResult:
             model_seconds=dict(state.get("model_seconds", {})),
             wall_seconds=wall_seconds,
             prompt_tokens=prompt_tokens or {},
+            draft_tokens=dict(state.get("draft_tokens", {})),
             fallbacks=[dict(f) for f in state.get("fallbacks", [])],
         )
 

@@ -47,6 +47,9 @@ examples:
   spec-graph eval --dataset gsm8k --limit 50 --systems small,spec:my_config.yaml \
       --temperature 0.6 --samples 4 --seed 1 --out runs/gsm8k-sampled
 
+  # int8 weights for every system (about 2x faster decoding on a CPU)
+  spec-graph eval --dataset multiarith --limit 10 --quantize int8 --out runs/multiarith-10-int8
+
   # another pair and your own data and prompt
   spec-graph eval --dataset my_set.jsonl --small ./my-small --target ./my-target \
       --prompt-template "Solve: {problem}\nAnswer in \\boxed{}." --out runs/mine
@@ -57,7 +60,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """Add the ``eval`` options to ``parser`` (a new one when None)."""
     from spec_graph.eval.harness import DEFAULT_SYSTEMS
     from spec_graph.eval.runner import PAPER_PROMPT
-    from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+    from spec_graph.models import DEFAULT_PAIR, PAIRS
 
     p = parser or argparse.ArgumentParser(
         prog="spec-graph eval",
@@ -75,9 +78,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="comma-separated systems to compare (default: %(default)s); see below",
     )
     p.add_argument(
-        "--small", default=DEFAULT_SMALL_MODEL, help="small model: embedded name or folder (default: %(default)s)"
+        "--pair",
+        choices=sorted(PAIRS),
+        default=DEFAULT_PAIR,
+        help="embedded pair: "
+        + ", ".join(f"{k} ({s} -> {t})" for k, (s, t) in sorted(PAIRS.items()))
+        + " (default: %(default)s)",
     )
-    p.add_argument("--target", default=DEFAULT_TARGET_MODEL, help="target model (default: %(default)s)")
+    p.add_argument("--small", default=None, help="small model: embedded name or folder (overrides --pair)")
+    p.add_argument("--target", default=None, help="target model: embedded name or folder (overrides --pair)")
+    from spec_graph.cli._options import add_precision_args
+
+    add_precision_args(p)
     p.add_argument("--max-new-tokens", type=int, default=256, help="budget of output tokens per answer (default: 256)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (default: 0)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass when sampling (default: %(default)s)")
@@ -126,6 +138,7 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None
     from pathlib import Path
 
     from spec_graph.eval.harness import EvalConfig
+    from spec_graph.models import PAIRS
 
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
     out = args.out or str(Path("runs") / f"eval-{Path(args.dataset).stem}")
@@ -133,8 +146,10 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None
     return EvalConfig(
         dataset=args.dataset,
         systems=systems,
-        small=args.small,
-        target=args.target,
+        small=args.small or PAIRS[args.pair][0],
+        target=args.target or PAIRS[args.pair][1],
+        dtype=args.dtype,
+        quantization=args.quantize,
         limit=args.limit,
         offset=args.offset,
         samples=args.samples,
@@ -156,8 +171,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None
 def _command(args: argparse.Namespace) -> str:
     """The full command line equivalent to ``args`` (every option spelled out)."""
     parts = ["spec-graph", "eval"]
-    for dest in ("dataset", "limit", "offset", "seed", "systems", "small", "target", "max_new_tokens",
-                 "temperature", "top_p", "top_k", "samples", "prompt_template", "out"):  # fmt: skip
+    for dest in ("dataset", "limit", "offset", "seed", "systems", "pair", "small", "target", "dtype", "quantize",
+                 "max_new_tokens", "temperature", "top_p", "top_k", "samples", "prompt_template", "out"):  # fmt: skip
         value = getattr(args, dest, None)
         if value is not None:
             parts += ["--" + dest.replace("_", "-"), str(value)]

@@ -7,12 +7,20 @@ import json
 import sys
 from typing import Any
 
+from spec_graph.cli._options import add_precision_args
+from spec_graph.models import DEFAULT_PAIR, PAIRS
+
 EPILOG = """examples:
   spec-graph run "Tom has 3 boxes of 12 pencils and gives away 7. How many are left?"
+  spec-graph run --pair tiny "What is 2 + 2?"          # SmolLM2-135M -> Qwen-0.5B: fast
   spec-graph run --preset reasoning --max-new-tokens 512 "What is 17 * 23?"
   spec-graph run --small ./my-1.5b --target ./my-14b --temperature 0.6 --seed 0 "..."
   spec-graph run --json "What is 2 + 2?" > result.json
+  spec-graph run --quantize int8 "What is 17 * 23?"   # int8 weights: faster on a CPU
 """
+
+PAIR_PRESETS = {"qwen": "reasoning", "tiny": "non_reasoning"}
+"""The preset each embedded pair runs with unless ``--preset`` says otherwise (see README: measured)."""
 
 PAPER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -27,18 +35,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("question", help="the question (the paper's step-by-step prompt is prepended)")
-    p.add_argument("--small", default=None, help="small model: embedded name, folder or hub id")
-    p.add_argument("--target", default=None, help="target model: embedded name, folder or hub id")
+    p.add_argument(
+        "--pair",
+        choices=sorted(PAIRS),
+        default=DEFAULT_PAIR,
+        help="embedded model pair: qwen (Qwen2.5-Coder 0.5B -> 1.5B, same tokenizer; the default) or tiny "
+        "(SmolLM2-135M -> Qwen2.5-Coder-0.5B: fast, for quick tries)",
+    )
+    p.add_argument("--small", default=None, help="small model: embedded name, folder or hub id (overrides --pair)")
+    p.add_argument("--target", default=None, help="target model: embedded name, folder or hub id (overrides --pair)")
     p.add_argument(
         "--preset",
-        default="non_reasoning",
+        default=None,
         help="preset name (reasoning, non_reasoning) or a YAML config file, the reference code's included "
-        "(default: non_reasoning, which suits the embedded instruct models)",
+        "(default: the pair's best measured setting: "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(PAIR_PRESETS.items()))
+        + ")",
     )
     p.add_argument("--max-new-tokens", type=int, default=256, help="generated-token budget (default 256)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
+    add_precision_args(p)
     p.add_argument("--no-prompt", action="store_true", help="send the question without the step-by-step prompt")
     p.add_argument("--no-color", action="store_true", help="mark the target's text with [brackets]")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of streaming")
@@ -107,15 +125,18 @@ def run(args: argparse.Namespace) -> int:
 
     from spec_graph.config import resolve_config
     from spec_graph.generators.hf import HFGenerator
-    from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
     from spec_graph.thinker import SpeculativeThinker
 
     config = resolve_config(
-        args.preset, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+        args.preset or PAIR_PRESETS[args.pair],
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
     )
-    small_name, target_name = args.small or DEFAULT_SMALL_MODEL, args.target or DEFAULT_TARGET_MODEL
-    small = HFGenerator(small_name, device=args.device)
-    target = HFGenerator(target_name, device=args.device)
+    small_name, target_name = args.small or PAIRS[args.pair][0], args.target or PAIRS[args.pair][1]
+    load = {"device": args.device, "dtype": args.dtype, "quantization": args.quantize}
+    small = HFGenerator(small_name, **load)
+    target = HFGenerator(target_name, **load)
     err = Console(stderr=True)
     with err.status("loading models (the first run fetches and converts them)..."):
         _ = small.model, target.model

@@ -22,14 +22,23 @@ from typing import Any
 from spec_graph.eval.datasets import load_dataset
 from spec_graph.eval.runner import PAPER_PROMPT, Key, RecordStore, run_systems
 from spec_graph.eval.systems import SampleOptions, System, make_system
+from spec_graph.generators.precision import check_dtype, check_quantization
 
 __all__ = ["DEFAULT_SYSTEMS", "RESUME_FIELDS", "EvalConfig", "evaluate", "merge_runs"]
 
 DEFAULT_SYSTEMS = ("small", "target", "spec:reasoning", "spec:non_reasoning", "specdec")
 RESUME_FIELDS = (
-    "dataset", "small", "target", "seed", "max_new_tokens", "temperature", "top_p", "top_k", "prompt_template",
+    "dataset", "small", "target", "resolved_dtype", "quantization", "seed", "max_new_tokens", "temperature",
+    "top_p", "top_k", "prompt_template",
 )  # fmt: skip
 """Settings that must match for a run to resume into an existing output folder."""
+_LEGACY = {"resolved_dtype": "float32", "quantization": "none"}
+"""What runs written before a setting existed used (every published run was on a CPU, in float32)."""
+
+
+def _setting(meta: dict[str, Any], key: str) -> Any:
+    """A resume/merge setting of ``meta``, with the value older runs used when it is missing."""
+    return meta.get(key, _LEGACY.get(key))
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,10 @@ class EvalConfig:
     systems: tuple[str, ...] = DEFAULT_SYSTEMS
     small: str = "smollm2-135m-instruct"
     target: str = "qwen2.5-coder-0.5b-instruct"
+    dtype: str = "auto"
+    """``auto``, ``float32``, ``bfloat16`` or ``float16`` for both models (:mod:`spec_graph.generators.precision`)."""
+    quantization: str = "none"
+    """``none`` or ``int8`` (int8 weights) for both models."""
     limit: int | None = None
     offset: int = 0
     samples: int = 1
@@ -84,6 +97,11 @@ class EvalConfig:
             problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if "{problem}" not in self.prompt_template:
             problems.append("prompt_template must contain '{problem}'")
+        for check, value in ((check_dtype, self.dtype), (check_quantization, self.quantization)):
+            try:
+                check(value)
+            except ValueError as e:
+                problems.append(str(e))
         if problems:
             raise ValueError("invalid evaluation settings: " + "; ".join(problems))
 
@@ -104,12 +122,21 @@ class EvalConfig:
         data.pop("overwrite")
         data["systems"] = list(self.systems)
         data["problems"] = problems
+        data["resolved_dtype"] = _resolved_dtype(self.dtype)
         data["versions"] = {
             "spec_graph": __version__,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
         return data
+
+
+def _resolved_dtype(dtype: str) -> str:
+    """The dtype ``dtype`` means on the default device (what ``auto`` became here)."""
+    from spec_graph.generators.hf import default_device
+    from spec_graph.generators.precision import resolve_dtype
+
+    return str(resolve_dtype(dtype, default_device())).removeprefix("torch.")
 
 
 def _check_resume(out: Path, meta: dict[str, Any], overwrite: bool) -> None:
@@ -121,7 +148,7 @@ def _check_resume(out: Path, meta: dict[str, Any], overwrite: bool) -> None:
     if not run_file.is_file():
         return
     old = json.loads(run_file.read_text(encoding="utf-8"))
-    diffs = [f"{k}: {old.get(k)!r} -> {meta.get(k)!r}" for k in RESUME_FIELDS if old.get(k) != meta.get(k)]
+    diffs = [f"{k}: {_setting(old, k)!r} -> {meta.get(k)!r}" for k in RESUME_FIELDS if _setting(old, k) != meta.get(k)]
     if diffs:
         msg = (
             f"{out} holds records made with other settings ({'; '.join(diffs)}); "
@@ -143,7 +170,8 @@ def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> 
 
     problems = load_dataset(config.dataset, limit=config.limit, offset=config.offset)
     if systems is None:
-        small, target = as_generator(config.small), as_generator(config.target)
+        load = {"dtype": config.dtype, "quantization": config.quantization}
+        small, target = as_generator(config.small, **load), as_generator(config.target, **load)
         systems = [make_system(name, small, target) for name in config.systems]
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
@@ -211,7 +239,9 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, plots: bool = 
         meta = json.loads((src / "run.json").read_text(encoding="utf-8"))
         if metas:
             diffs = [
-                f"{k}: {metas[0].get(k)!r} vs {meta.get(k)!r}" for k in MERGE_FIELDS if metas[0].get(k) != meta.get(k)
+                f"{k}: {_setting(metas[0], k)!r} vs {_setting(meta, k)!r}"
+                for k in MERGE_FIELDS
+                if _setting(metas[0], k) != _setting(meta, k)
             ]
             if diffs:
                 msg = f"{src} was made with other settings than {sources[0]} ({'; '.join(diffs)})"

@@ -123,7 +123,10 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | Non
         lines.append(
             f"Dataset `{meta.get('dataset')}` ({meta.get('problems')} problems × {meta.get('samples')} "
             f"sample(s)), small `{meta.get('small')}`, target `{meta.get('target')}`, "
-            f"max_new_tokens {meta.get('max_new_tokens')}, temperature {meta.get('temperature')}."
+            f"max_new_tokens {meta.get('max_new_tokens')}, temperature {meta.get('temperature')}"
+            + (f", {meta['resolved_dtype']}" if meta.get("resolved_dtype") else "")
+            + (f", {meta['quantization']} weights" if meta.get("quantization", "none") != "none" else "")
+            + "."
         )
         lines.append("")
     several = any(r["answers"] > r["problems"] for r in rows)

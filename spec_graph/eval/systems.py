@@ -3,6 +3,9 @@
 =====================  ===============================================================================
 ``small``              the small model alone (the same per-token session loop speculative thinking uses)
 ``target``             the target model alone (same loop)
+``target:draft``       the target alone, written by draft-and-verify with the small model drafting (the
+                       ``always`` policy with ``target_drafting="auto"``): lossless speculative decoding
+                       in this engine; needs two local models with the same tokenizer
 ``spec:<preset|yaml>`` speculative thinking (:class:`~spec_graph.thinker.SpeculativeThinker`)
 ``spec:<policy>``      speculative thinking with a trigger policy (:mod:`spec_graph.policies`) on the
                        default config, e.g. ``spec:uncertainty:0.5``, ``spec:entropy:2``,
@@ -44,6 +47,7 @@ Role = Literal["small", "target"]
 SYSTEM_KINDS = (
     "small",
     "target",
+    "target:draft",
     "spec:<preset or yaml>",
     "spec:<policy>",
     "specdec",
@@ -302,6 +306,15 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
         return SingleModelSystem(name, small_gen, "small")
     if name == "target":
         return SingleModelSystem(name, target_gen, "target")
+    if name == "target:draft":
+        from spec_graph.config import resolve_config
+
+        for gen in (small_gen, target_gen):
+            if not hasattr(gen, "render_prompt"):
+                msg = f"system {name!r} needs two local transformers models; got {type(gen).__name__}"
+                raise TypeError(msg)
+        cfg = resolve_config(None, policy="always", target_drafting="auto")
+        return SpecThinkingSystem(name, small_gen, target_gen, cfg)
     if name == "spec" or name.startswith("spec:"):
         from spec_graph.config import PRESETS, resolve_config
         from spec_graph.policy_config import parse_policy

@@ -127,6 +127,10 @@ class Segment:
     """Log-probability of each written token under the model's unwarped distribution."""
     top1_probs: list[float] | None = field(default=None, repr=False)
     """For each written token, the probability of the most likely token at that position."""
+    drafted_tokens: int = 0
+    """Draft-and-verify: tokens the small model proposed for this segment."""
+    accepted_tokens: int = 0
+    """Draft-and-verify: proposed tokens the target kept (the rest of the segment is its own)."""
     entropies: list[float] | None = field(default=None, repr=False)
     """For each written token, the entropy (nats) of the distribution it was drawn from;
     ``None`` where the model only reports its top tokens (served models)."""

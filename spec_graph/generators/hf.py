@@ -26,9 +26,10 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from spec_graph.generators import hf_cache
-from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+from spec_graph.generators import hf_cache, precision
+from spec_graph.generators.base import GenerateRequest, Segment, Span
 from spec_graph.generators.tokens import TraceIds, tokenizer_key
+from spec_graph.generators.writer import SegmentWriter
 
 PLAIN_CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n\n{% endfor %}"
@@ -36,7 +37,7 @@ PLAIN_CHAT_TEMPLATE = (
 )
 """A minimal template for models that ship none (pass it as ``chat_template=``)."""
 
-_LOADED: dict[tuple[str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
+_LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
 _LOAD_LOCK = threading.Lock()
 _MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 
@@ -47,10 +48,8 @@ def default_device() -> str:
 
 
 def default_dtype(device: str) -> torch.dtype:
-    """bfloat16 on a GPU that supports it, else float32."""
-    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    """What ``dtype="auto"`` means on ``device`` (see :func:`~spec_graph.generators.precision.resolve_dtype`)."""
+    return precision.resolve_dtype("auto", device)
 
 
 def _check_local_path(model: str) -> None:
@@ -76,24 +75,44 @@ def _resolve_path(model: str) -> str:
 
 
 def load_pretrained(
-    model: str, *, device: str | None = None, dtype: torch.dtype | str | None = None, trust_remote_code: bool = False
+    model: str,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    quantization: str | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Load (once per process) a causal LM and its tokenizer from an embedded name, path or hub id.
 
-    Loaded pairs are shared: a second generator on the same model, device and dtype reuses them.
+    Loaded pairs are shared: a second generator on the same model, device, dtype and
+    quantization reuses them.
+
+    Args:
+        model: an embedded model name, a local folder or a hub id.
+        device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when present).
+        dtype: ``auto`` (default), ``float32``, ``bfloat16``, ``float16`` or a torch dtype; see
+            :mod:`spec_graph.generators.precision`.
+        quantization: ``none`` (default) or ``int8``.
+        trust_remote_code: passed to transformers.
+
+    Raises:
+        ValueError: an unknown dtype or quantization (before anything loads).
     """
     device = device or default_device()
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype(device))
+    torch_dtype = precision.resolve_dtype(dtype, device)
+    quant = precision.check_quantization(quantization)
     path = _resolve_path(model)
-    key = (path, device, str(torch_dtype), trust_remote_code)
+    key = (path, device, str(torch_dtype), quant, trust_remote_code)
     with _LOAD_LOCK:
         if key not in _LOADED:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             # safetensors only: never unpickle weights fetched at run time.
-            lm: Any = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
-            )
+            with precision.quiet_torchao():  # transformers imports torchao when it is installed
+                lm: Any = AutoModelForCausalLM.from_pretrained(
+                    path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+                )
             lm.to(device).eval()
+            precision.quantize(lm, quant, device)
             _LOADED[key] = (lm, tok)
         return _LOADED[key]
 
@@ -106,7 +125,12 @@ class HFGenerator:
             or an already loaded ``PreTrainedModel``.
         tokenizer: the tokenizer, required with a loaded model; loaded with the model otherwise.
         device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when present). Ignored for a loaded model.
-        dtype: torch dtype or its name (default: bfloat16 on a GPU, float32 on the CPU).
+        dtype: ``auto`` (default), ``float32``, ``bfloat16``, ``float16`` or a torch dtype;
+            ``auto`` is bfloat16 on a GPU that supports it and on a CPU with bf16 instructions
+            (AVX512-BF16/AMX), else float32 (see :mod:`spec_graph.generators.precision`).
+            Ignored for a loaded model.
+        quantization: ``none`` (default) or ``int8`` (int8 weights; about 2× faster decoding
+            on a CPU). Only for a model given by name or path.
         chat_template: a Jinja chat template to use instead of the tokenizer's.
         use_cache: ``False`` recomputes every step without a KV cache (slow; for checking).
         trust_remote_code: passed to transformers; off unless you set it.
@@ -120,15 +144,28 @@ class HFGenerator:
         *,
         device: str | None = None,
         dtype: torch.dtype | str | None = None,
+        quantization: str | None = None,
         chat_template: str | None = None,
         use_cache: bool = True,
         trust_remote_code: bool = False,
         name: str | None = None,
     ) -> None:
-        """Remember how to load the model; weights load on first use."""
+        """Remember how to load the model; weights load on first use.
+
+        Raises:
+            ValueError: an unknown dtype or quantization, or a quantization for a loaded model.
+        """
+        precision.check_dtype(dtype)
+        self.quantization = precision.check_quantization(quantization)
         if not isinstance(model, str) and tokenizer is None:
             msg = "a loaded model needs its tokenizer: HFGenerator(model, tokenizer)"
             raise TypeError(msg)
+        if not isinstance(model, str) and self.quantization != "none":
+            msg = (
+                f"quantization={quantization!r} applies to models loaded by name or path; quantize a loaded "
+                "model yourself: spec_graph.generators.precision.quantize(model, 'int8', device)"
+            )
+            raise ValueError(msg)
         if isinstance(model, str):
             _check_local_path(model)  # a missing folder fails here, before any loading
         self._spec = model
@@ -145,7 +182,11 @@ class HFGenerator:
         """The loaded model (loads it on first access)."""
         if self._model is None:
             self._model, tok = load_pretrained(
-                self._spec, device=self._device, dtype=self._dtype, trust_remote_code=self._trust
+                self._spec,
+                device=self._device,
+                dtype=self._dtype,
+                quantization=self.quantization,
+                trust_remote_code=self._trust,
             )
             self._tokenizer = self._tokenizer or tok
         return self._model
@@ -174,6 +215,11 @@ class HFGenerator:
     def device(self) -> torch.device:
         """Where the model's weights are."""
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's (unquantized) weights and activations."""
+        return next(self.model.parameters()).dtype
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -313,6 +359,9 @@ class HFSession:
     """Requests may carry a prefix of tokens this session wrote and still caches."""
     supports_token_stop = True
     """Requests may carry a :class:`~spec_graph.generators.base.TokenStop`."""
+    supports_drafting = True
+    """Token-level access (:class:`~spec_graph.generators.drafting.TokenLevelSession`): the
+    session can draft for, or be drafted for by, a model with the same tokenizer."""
 
     @property
     def tokenizer_key(self) -> str:
@@ -325,38 +374,44 @@ class HFSession:
         return self._trace_ids(trace)
 
     # -- model calls -------------------------------------------------------------------------
-    def _forward(self, ids: Sequence[int]) -> torch.Tensor:
+    def _forward(self, ids: Sequence[int], keep: int = 1) -> torch.Tensor:
         model = self._gen.model
         if self._cache is None:  # recompute mode: the whole sequence every time
             self._cached.extend(ids)
             inp = torch.tensor([self._cached], device=self._gen.device)
-            return hf_cache.forward_last_logits(model, inp, None)
+            return hf_cache.forward_logits(model, inp, None, keep)
         inp = torch.tensor([list(ids)], device=self._gen.device)
-        logits = hf_cache.forward_last_logits(model, inp, self._cache)
+        logits = hf_cache.forward_logits(model, inp, self._cache, keep)
         self._cached.extend(ids)
         return logits
 
-    def _sync(self, target: list[int]) -> tuple[torch.Tensor, int]:
+    def _sync(self, target: list[int], keep: int = 1) -> tuple[torch.Tensor, int]:
         """Crop the cache to the common prefix with ``target`` and prefill the rest.
 
-        Returns the next-token logits and the number of tokens that had to be run.
+        Returns the logits after each of the last ``keep`` tokens of ``target`` (at least
+        ``keep`` tokens are run, so none is missing) and the number of tokens that were run.
         """
-        n = min(len(self._cached), len(target) - 1)
+        n = min(len(self._cached), len(target) - keep)
         if self._cached[:n] != target[:n]:
             n = next(i for i, (a, b) in enumerate(zip(self._cached, target, strict=False)) if a != b)
         if self._cache is not None:
             hf_cache.crop(self._cache, n)
         del self._cached[n:]
-        return self._forward(target[n:]), len(target) - n
+        return self._forward(target[n:], keep), len(target) - n
 
     def next_token_logits(self, trace: Sequence[Span]) -> torch.Tensor:
         """Logits for the token after ``trace`` (syncing the cache to it), shape ``(1, vocab)``."""
         with self._gen.lock, torch.inference_mode():
             return self._sync(self._prompt + self.trace_ids(trace))[0]
 
-    def _select(self, logits: torch.Tensor, req: GenerateRequest) -> int:
+    def select(self, logits: torch.Tensor, req: GenerateRequest) -> int:
+        """Pick the next token from ``logits`` (shape ``(1, vocab)``): greedy, or sampled as the request says."""
         if req.temperature == 0:
             return int(torch.argmax(logits, dim=-1).item())
+        return int(torch.multinomial(self.probs(logits, req), 1, generator=self.rng(req, logits.device)).item())
+
+    def probs(self, logits: torch.Tensor, req: GenerateRequest) -> torch.Tensor:
+        """The sampling distribution of ``logits`` (shape ``(1, vocab)``) after temperature, top-k and top-p."""
         key = (req.temperature, req.top_p, req.top_k)
         if key not in self._warpers:
             procs = LogitsProcessorList([TemperatureLogitsWarper(req.temperature)])
@@ -365,14 +420,17 @@ class HFSession:
             if req.top_p < 1.0:
                 procs.append(TopPLogitsWarper(req.top_p))
             self._warpers[key] = procs
+        return torch.softmax(self._warpers[key](None, logits), dim=-1)  # type: ignore[arg-type]
+
+    def rng(self, req: GenerateRequest, device: torch.device) -> torch.Generator:
+        """The session's random generator, seeded from the request on first use."""
         if self._rng is None:
-            self._rng = torch.Generator(device=logits.device)
+            self._rng = torch.Generator(device=device)
             if req.seed is not None:
                 self._rng.manual_seed(req.seed)
             else:
                 self._rng.seed()
-        probs = torch.softmax(self._warpers[key](None, logits), dim=-1)  # type: ignore[arg-type]
-        return int(torch.multinomial(probs, 1, generator=self._rng).item())
+        return self._rng
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Catch up on ``trace``, then write until a trigger, end of turn, a stop string or the limit.
@@ -383,24 +441,17 @@ class HFSession:
         t0 = time.perf_counter()
         req = request
         stats: _TokenStats | None = _TokenStats() if (req.logprobs or req.token_stop) else None
-        trace_text_tail = "".join(s["text"] for s in trace[-8:])
-        tail_len = max(len(t) for t in (*req.triggers, *req.stop, "x"))
-        eos = self._gen.eos_token_ids
-        ids: list[int] = []
-        text = ""
-        finish: SegmentFinish = "length"
-        first_boundary: tuple[int, int] | None = None
         with self._gen.lock, torch.inference_mode():
             if (stopped := req.interrupted()) is not None:
                 return Segment("", [], stopped, elapsed=time.perf_counter() - t0)
-            target = self._prompt + self.trace_ids(trace)
-            room = self._gen.context_window - len(target) if self._gen.context_window else req.max_tokens
-            if room <= 0:  # the model's context window is full
+            target = self.context_ids(trace)
+            max_tokens = self.room(target, req.max_tokens)
+            if max_tokens <= 0:  # the model's context window is full
                 return Segment("", [], "context", elapsed=time.perf_counter() - t0)
-            max_tokens = min(req.max_tokens, room)
             replay = iter(req.prefix_ids)  # already written and cached: replayed, not sampled
             logits, prefill = self._sync(target + req.prefix_ids)
             detok = _Detokenizer(self._gen, target)
+            writer = SegmentWriter(req, trace, self._gen.eos_token_ids, detok.push, max_tokens)
             while True:
                 token = next(replay, None)
                 replaying = token is not None
@@ -408,59 +459,57 @@ class HFSession:
                     if stats is not None:
                         top1, entropy = stats.measure(logits)
                         stop = req.token_stop
-                        if stop is not None and len(ids) >= stop.min_tokens and stop.met(top1, entropy):
-                            finish = "uncertain"
+                        if stop is not None and len(writer.ids) >= stop.min_tokens and stop.met(top1, entropy):
+                            writer.finish = "uncertain"
                             break
-                    token = self._select(logits, req)
+                    token = self.select(logits, req)
                     if stats is not None:
                         stats.take(token)
                 elif stats is not None:
                     stats.unknown()
-                ids.append(token)
-                if token in eos:
-                    finish = "eos"
-                    break
-                delta = detok.push(token)
-                if delta:
-                    start = len(text)
-                    text += delta
-                    if req.on_text is not None:
-                        req.on_text(delta)
-                    window = trace_text_tail[-tail_len:] + text
-                    offset = len(window) - len(text) + start
-                    if req.stop and find_trigger(window, req.stop, offset) is not None:
-                        finish = "stop"
-                        break
-                    if first_boundary is None and find_trigger(window, req.triggers, offset) is not None:
-                        first_boundary = (len(ids), len(text))
-                        if req.stop_at_trigger:
-                            finish = "trigger"
-                            break
-                if len(ids) >= max_tokens:
-                    finish = "length" if max_tokens == req.max_tokens else "context"
-                    break
-                if (stopped := req.interrupted()) is not None:
-                    finish = stopped
+                if writer.push(token):
                     break
                 if not replaying:
                     logits = self._forward([token])
-            rest = detok.flush()
-            if rest:
-                text += rest
-                if req.on_text is not None:
-                    req.on_text(rest)
-        return Segment(
-            text=text,
-            token_ids=ids,
-            finish_reason=finish,
-            first_boundary=first_boundary,
-            prefill_tokens=prefill,
-            reused_tokens=min(len(req.prefix_ids), len(ids)),
-            elapsed=time.perf_counter() - t0,
-            logprobs=stats.logprobs if stats is not None and req.logprobs else None,
-            top1_probs=stats.top1 if stats is not None and req.logprobs else None,
-            entropies=stats.entropy if stats is not None and req.logprobs else None,
+            writer.flush(detok.flush())
+        seg = writer.segment(
+            prefill=prefill, elapsed=time.perf_counter() - t0, reused=min(len(req.prefix_ids), len(writer.ids))
         )
+        if stats is not None and req.logprobs:
+            seg.logprobs, seg.top1_probs, seg.entropies = stats.logprobs, stats.top1, stats.entropy
+        return seg
+
+    # -- token-level access (draft-and-verify) -------------------------------------------------
+    def context_ids(self, trace: Sequence[Span]) -> list[int]:
+        """The prompt and the trace in this model's tokens (a new list)."""
+        return self._prompt + self.trace_ids(trace)
+
+    def room(self, context: Sequence[int], wanted: int) -> int:
+        """Tokens that may follow ``context``: ``wanted``, or less where the context window ends."""
+        window = self._gen.context_window
+        return min(wanted, window - len(context)) if window else wanted
+
+    def next_logits(self, ids: list[int], keep: int = 1) -> tuple[torch.Tensor, int]:
+        """Sync the cache to ``ids`` and return the logits after each of its last ``keep`` tokens.
+
+        Row ``i`` of the ``(keep, vocab)`` result predicts the token after ``ids[: len(ids) - keep + i + 1]``.
+        Also returns how many tokens had to be run. Call it holding :attr:`lock`, in inference mode.
+        """
+        return self._sync(ids, keep)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The model's lock (one thread runs a model at a time)."""
+        return self._gen.lock
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """End-of-turn ids."""
+        return self._gen.eos_token_ids
+
+    def detokenizer(self, context: Sequence[int]) -> _Detokenizer:
+        """An incremental decoder for tokens that follow ``context``."""
+        return _Detokenizer(self._gen, context)
 
     def close(self) -> None:
         """Drop the KV cache."""

@@ -1,7 +1,7 @@
 """The only module that touches transformers' KV-cache API.
 
 transformers 5 changed the cache API under our feet (``past_key_values`` -> ``cache``,
-``crop`` only takes a negative count), so every call lives here, behind three functions.
+``crop`` only takes a negative count), so every call lives here, behind a few functions.
 """
 
 from __future__ import annotations
@@ -46,16 +46,22 @@ def _cache_kwarg(model_class: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def forward_last_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache | None) -> torch.Tensor:
-    """Run the model on ``input_ids`` (shape ``(1, n)``) and return the last position's logits.
+def forward_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache | None, keep: int = 1) -> torch.Tensor:
+    """Run the model on ``input_ids`` (shape ``(1, n)``) and return the last ``keep`` positions' logits.
 
-    With a cache the new keys/values are appended to it; ``logits_to_keep=1`` skips the
-    vocabulary projection for all but the last position (a large saving when prefilling).
-    Returns float32 logits of shape ``(1, vocab)``.
+    With a cache the new keys/values are appended to it; ``logits_to_keep`` skips the
+    vocabulary projection for all other positions (a large saving when prefilling).
+    Returns float32 logits of shape ``(keep, vocab)``: row ``i`` predicts the token after
+    position ``n - keep + i``.
     """
     if cache is None:
-        out = model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+        out = model(input_ids=input_ids, use_cache=False, logits_to_keep=keep)
     else:
-        kwargs = {_cache_kwarg(type(model)): cache}  # type: ignore[arg-type]
-        out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **kwargs)
-    return out.logits[:, -1, :].float()
+        kwargs = {_cache_kwarg(type(model)): cache}
+        out = model(input_ids=input_ids, use_cache=True, logits_to_keep=keep, **kwargs)
+    return out.logits[0, -keep:, :].float()
+
+
+def forward_last_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache | None) -> torch.Tensor:
+    """:func:`forward_logits` of the last position only, shape ``(1, vocab)``."""
+    return forward_logits(model, input_ids, cache, 1)

@@ -31,7 +31,9 @@ def _hf_generator(model: Any, tokenizer: Any, name: str | None) -> Generator:
     return HFGenerator(model, tokenizer, name=name)
 
 
-def resolve_generator(spec: Any, *, device: str | None = None, dtype: str | None = None) -> Generator:
+def resolve_generator(
+    spec: Any, *, device: str | None = None, dtype: str | None = None, quantization: str | None = None
+) -> Generator:
     """A :class:`Generator` from anything :class:`SpeculativeThinkingChatModel` accepts as a model.
 
     Args:
@@ -41,15 +43,24 @@ def resolve_generator(spec: Any, *, device: str | None = None, dtype: str | None
             transformers text-generation ``Pipeline`` (their loaded model and tokenizer are
             reused as they are: no second load, no copy).
         device: device for a model given by name (default: CUDA when present).
-        dtype: dtype name for a model given by name (default: bfloat16 on a GPU, else float32).
+        dtype: ``auto`` (default), ``float32``, ``bfloat16`` or ``float16``, for a model given by
+            name (see :mod:`spec_graph.generators.precision`).
+        quantization: ``none`` (default) or ``int8``, for a model given by name.
+
+    Raises:
+        ValueError: an unknown dtype or quantization (checked whatever ``spec`` is).
+        TypeError: an object that cannot serve as a model.
     """
+    from spec_graph.generators.precision import check_dtype, check_quantization
+
+    dtype_name, quant = check_dtype(dtype), check_quantization(quantization)
     if isinstance(spec, str | Path):
-        key = ("hf", str(spec), device, dtype)
+        key = ("hf", str(spec), device, dtype_name, quant)
         with _GENERATORS_LOCK:
             if key not in _GENERATORS:
                 from spec_graph.generators.hf import HFGenerator
 
-                _GENERATORS[key] = HFGenerator(str(spec), device=device, dtype=dtype)
+                _GENERATORS[key] = HFGenerator(str(spec), device=device, dtype=dtype_name, quantization=quant)
             return _GENERATORS[key]
     if _is_generator(spec):
         return spec  # type: ignore[no-any-return]

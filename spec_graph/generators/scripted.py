@@ -6,12 +6,16 @@ trigger strings, end of turn and stop strings behave as they do with a real mode
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
 
@@ -28,7 +32,13 @@ def scripted_tokens(text: str) -> list[str]:
 
 
 def _token_id(tok: str) -> int:
-    return _VOCAB.setdefault(tok, len(_VOCAB) + 1)
+    if tok not in _VOCAB:
+        _VOCAB[tok] = len(_VOCAB) + 1
+        _TOKENS[_VOCAB[tok]] = tok
+    return _VOCAB[tok]
+
+
+_TOKENS: dict[int, str] = {}
 
 
 Script = Callable[[str, int], str]
@@ -65,6 +75,9 @@ class ScriptedGenerator:
     confidence: Confidence | None = None
     """Top-1 probability per token (see :data:`Confidence`); drives ``logprobs`` statistics and
     :class:`~spec_graph.generators.base.TokenStop` conditions."""
+    supports_drafting: bool = False
+    """Token-level access for draft-and-verify (greedy): the next token after any token ids is
+    the first token the script writes for their text (use with :meth:`from_document`)."""
     calls: list[dict[str, Any]] = field(default_factory=list)
     """Every call made: ``{"trace": str, "max_tokens": int, "stop_at_trigger": bool}``."""
 
@@ -83,7 +96,13 @@ class ScriptedGenerator:
 
     @classmethod
     def from_document(
-        cls, document: str, name: str = "scripted", filler: str = " x", confidence: Confidence | None = None
+        cls,
+        document: str,
+        name: str = "scripted",
+        filler: str = " x",
+        confidence: Confidence | None = None,
+        *,
+        supports_drafting: bool = False,
     ) -> ScriptedGenerator:
         """A model that continues ``document`` when the trace is a prefix of it, else ``filler``."""
 
@@ -92,7 +111,7 @@ class ScriptedGenerator:
                 return document[len(trace) :]
             return filler * 64
 
-        return cls(script, name=name, confidence=confidence)
+        return cls(script, name=name, confidence=confidence, supports_drafting=supports_drafting)
 
     def top1(self, token: str) -> float:
         """The top-1 probability the script gives ``token``."""
@@ -200,5 +219,72 @@ class ScriptedSession:
             entropies=stats[2] if request.logprobs else None,
         )
 
+    # -- token-level access (draft-and-verify; see ScriptedGenerator.supports_drafting) --------
+    @property
+    def supports_drafting(self) -> bool:
+        """Whether the generator offers token-level access."""
+        return self._gen.supports_drafting
+
+    lock = contextlib.nullcontext()
+    """Scripted models need no lock."""
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """The id of :data:`EOS`."""
+        return frozenset({_token_id(EOS)})
+
+    def context_ids(self, trace: Sequence[Span]) -> list[int]:
+        """The trace in scripted token ids (the prompt is not part of a script's input)."""
+        return [_token_id(t) for t in scripted_tokens("".join(s["text"] for s in trace))]
+
+    def room(self, context: Sequence[int], wanted: int) -> int:
+        """No context window."""
+        return wanted
+
+    def next_logits(self, ids: list[int], keep: int = 1) -> tuple[torch.Tensor, int]:
+        """One-hot logits of the script's next token after each of the last ``keep`` prefixes of ``ids``."""
+        import torch  # only for token-level use: scripted runs need no torch
+
+        nexts = []
+        for end in range(len(ids) - keep + 1, len(ids) + 1):
+            text = "".join(_TOKENS[i] for i in ids[:end])
+            written = scripted_tokens(self._gen.script(text, len(self._gen.calls)))
+            nexts.append(_token_id(written[0] if written else EOS))
+        logits = torch.full((keep, len(_VOCAB) + 1), -1e4)
+        logits[torch.arange(keep), torch.tensor(nexts)] = 0.0
+        return logits, keep
+
+    def select(self, logits: torch.Tensor, req: GenerateRequest) -> int:
+        """The script's token (scripted models are greedy)."""
+        import torch
+
+        return int(torch.argmax(logits[-1]).item())
+
+    def probs(self, logits: torch.Tensor, req: GenerateRequest) -> torch.Tensor:
+        """One-hot: the script's token has all the mass."""
+        import torch
+
+        return torch.softmax(logits, dim=-1)
+
+    def rng(self, req: GenerateRequest, device: Any) -> torch.Generator:
+        """A generator seeded from the request."""
+        import torch
+
+        return torch.Generator().manual_seed(req.seed or 0)
+
+    def detokenizer(self, context: Sequence[int]) -> _Detok:
+        """Scripted tokens are their own text."""
+        return _Detok()
+
     def close(self) -> None:
         """Nothing to free."""
+
+
+class _Detok:
+    """Decodes scripted token ids one at a time."""
+
+    def push(self, token: int) -> str:
+        return _TOKENS[token]
+
+    def flush(self) -> str:
+        return ""

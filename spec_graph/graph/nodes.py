@@ -120,7 +120,12 @@ def _bump(state: SpecState, key: str, who: Who, amount: float) -> dict[str, Any]
 
 def _account(state: SpecState, who: Who, seg: Segment, kept: int) -> dict[str, Any]:
     """Counter updates after ``who`` wrote ``seg`` of which ``kept`` tokens stay in the trace."""
+    drafts = dict(state.get("draft_tokens", {}))
+    if seg.drafted_tokens:
+        drafts["drafted"] = drafts.get("drafted", 0) + seg.drafted_tokens
+        drafts["accepted"] = drafts.get("accepted", 0) + seg.accepted_tokens
     return {
+        "draft_tokens": drafts,
         "generated_tokens": _bump(state, "generated_tokens", who, seg.num_tokens - seg.reused_tokens),
         "prefill_tokens": _bump(state, "prefill_tokens", who, seg.prefill_tokens),
         "model_seconds": _bump(state, "model_seconds", who, seg.elapsed),

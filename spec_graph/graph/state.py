@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import GeneratorSession, Span
+from spec_graph.generators.drafting import maybe_drafting
 from spec_graph.policies import TriggerPolicy, build_policy
 
 FinishReason = Literal["eos", "length", "time", "stop"]
@@ -102,6 +103,9 @@ class SpecState(TypedDict, total=False):
     generated_tokens: dict[str, int]
     """All tokens written by each model, discarded probes and stretches included."""
     prefill_tokens: dict[str, int]
+    draft_tokens: dict[str, int]
+    """Draft-and-verify inside the target's stretches: ``drafted`` (proposed by the small
+    model) and ``accepted`` (kept by the target)."""
     model_seconds: dict[str, float]
     fallbacks: Annotated[list[Fallback], operator.add]
     target_failed: bool
@@ -143,9 +147,11 @@ class SpecContext:
     """Decides when the target writes (default: built from ``config.policy``)."""
 
     def __post_init__(self) -> None:
-        """Build the policy from the config when none is given."""
+        """Build the policy from the config when none is given; pair the sessions for drafting."""
         if self.policy is None:
             self.policy = build_policy(self.config.policy)
+        # The target writes its stretches by draft-and-verify when the config and the models allow.
+        self.target = maybe_drafting(self.target, self.small, self.config.target_drafting)
 
     @property
     def trigger_policy(self) -> TriggerPolicy:

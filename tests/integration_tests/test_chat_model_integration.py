@@ -18,11 +18,11 @@ from pydantic import BaseModel
 
 from spec_graph.chat_model import SpeculativeThinkingChatModel
 from spec_graph.langgraph_node import chat_model_node, subgraph_node
-from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+from spec_graph.models import TINY_SMALL_MODEL, TINY_TARGET_MODEL
 
 pytestmark = pytest.mark.slow
 
-SMOL = DEFAULT_SMALL_MODEL
+SMOL = TINY_SMALL_MODEL
 EVERY_BOUNDARY = {"not_reasoning": True, "probe_tokens": 6}
 """Intervene at every blank line, so both roles write even in short answers."""
 
@@ -57,7 +57,7 @@ def test_pipeline_objects_are_reused_not_reloaded() -> None:
 def test_both_models_write_and_report() -> None:
     config = {**EVERY_BOUNDARY, "opening": True, "opening_tokens": 6}
     model = SpeculativeThinkingChatModel(
-        small_model=SMOL, target_model=DEFAULT_TARGET_MODEL, config=config, temperature=0, max_tokens=20
+        small_model=SMOL, target_model=TINY_TARGET_MODEL, config=config, temperature=0, max_tokens=20
     )
     chunks = list(model.stream("Name two colors."))
     authors = {c.response_metadata["authors"][0] for c in chunks[:-1] if c.response_metadata.get("authors")}
@@ -142,7 +142,7 @@ class City(BaseModel):
 
 
 def test_structured_output_with_a_json_capable_model() -> None:
-    qwen = DEFAULT_TARGET_MODEL  # SmolLM2-135M rarely writes JSON; Qwen2.5-Coder-0.5B does
+    qwen = TINY_TARGET_MODEL  # SmolLM2-135M rarely writes JSON; Qwen2.5-Coder-0.5B does
     model = SpeculativeThinkingChatModel(small_model=qwen, target_model=qwen, temperature=0, max_tokens=32)
     city = model.with_structured_output(City).invoke("What is the capital of France?")
     assert isinstance(city, City)

@@ -15,7 +15,7 @@ import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from spec_graph.chat_model import SpeculativeThinkingChatModel
-from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+from spec_graph.models import TINY_SMALL_MODEL, TINY_TARGET_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +28,8 @@ class TestSpeculativeThinkingChatModelIntegration(ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {
-            "small_model": DEFAULT_SMALL_MODEL,
-            "target_model": DEFAULT_TARGET_MODEL,
+            "small_model": TINY_SMALL_MODEL,
+            "target_model": TINY_TARGET_MODEL,
             "config": "reasoning",
             "temperature": 0,
             "max_tokens": 24,

@@ -8,7 +8,7 @@ import torch
 from spec_graph import SpeculativeThinker, SpeculativeThinkingConfig
 from spec_graph.generators.base import GenerateRequest, Span
 from spec_graph.generators.hf import HFGenerator
-from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+from spec_graph.models import TINY_SMALL_MODEL, TINY_TARGET_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,12 @@ BUSY = {
 
 @pytest.fixture(scope="module")
 def small() -> HFGenerator:
-    return HFGenerator(DEFAULT_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def target() -> HFGenerator:
-    return HFGenerator(DEFAULT_TARGET_MODEL, device="cpu")
+    return HFGenerator(TINY_TARGET_MODEL, device="cpu")
 
 
 def plain_generate(gen: HFGenerator, n: int) -> list[int]:

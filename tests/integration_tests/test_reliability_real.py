@@ -16,7 +16,7 @@ from spec_graph import SpeculativeThinker, SpeculativeThinkingConfig
 from spec_graph.errors import SpeculativeThinkingError
 from spec_graph.generators.base import GenerateRequest, Segment, Span
 from spec_graph.generators.hf import HFGenerator, HFSession
-from spec_graph.models import DEFAULT_SMALL_MODEL
+from spec_graph.models import TINY_SMALL_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ CFG = SpeculativeThinkingConfig(
 
 @pytest.fixture(scope="module")
 def model() -> HFGenerator:
-    return HFGenerator(DEFAULT_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
 
 
 class Crashing:

@@ -20,7 +20,7 @@ from spec_graph import SpeculativeThinker, SpeculativeThinkingConfig
 from spec_graph.errors import SpeculativeThinkingError
 from spec_graph.generators.hf import PLAIN_CHAT_TEMPLATE, HFGenerator
 from spec_graph.generators.remote import RemoteGenerator, RemoteGeneratorError
-from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL, ensure_model
+from spec_graph.models import TINY_SMALL_MODEL, TINY_TARGET_MODEL, ensure_model
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,13 +52,13 @@ FAST_RETRIES: dict[str, Any] = {"retries": 2, "backoff": 0.05, "timeout": 60.0}
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Served]:
-    with served_model(ensure_model(DEFAULT_SMALL_MODEL)) as srv:
+    with served_model(ensure_model(TINY_SMALL_MODEL)) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def small() -> HFGenerator:
-    return HFGenerator(DEFAULT_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ async def test_abatch_of_eight_equals_sequential(server: Served, small: HFGenera
 
 
 def test_server_killed_mid_run_keeps_the_partial_trace(small: HFGenerator, reference: Any) -> None:
-    with served_model(ensure_model(DEFAULT_SMALL_MODEL)) as srv:
+    with served_model(ensure_model(TINY_SMALL_MODEL)) as srv:
         target = served(srv, retries=2)
         killed = threading.Event()
 
@@ -123,8 +123,8 @@ def test_server_killed_mid_run_keeps_the_partial_trace(small: HFGenerator, refer
 
 def test_different_tokenizers_smollm2_small_qwen_target() -> None:
     """SmolLM2 (49k BPE) writes, Qwen (152k) steps in: text-level hand-overs with seams re-tokenized."""
-    small = HFGenerator(DEFAULT_SMALL_MODEL, device="cpu")
-    target = HFGenerator(DEFAULT_TARGET_MODEL, device="cpu")
+    small = HFGenerator(TINY_SMALL_MODEL, device="cpu")
+    target = HFGenerator(TINY_TARGET_MODEL, device="cpu")
     assert small.tokenizer_key != target.tokenizer_key
     result = SpeculativeThinker(small, target, CFG.model_copy(update={"max_new_tokens": 12})).run(MESSAGES)
     assert result.output_tokens.get("small") and result.output_tokens.get("target")

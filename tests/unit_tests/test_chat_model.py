@@ -64,7 +64,7 @@ def test_construction_loads_nothing() -> None:
     assert model._thinker is None
     assert model._gens is None
     assert model.model_name == "smollm2-135m-instruct+some/hub-id"
-    assert SpeculativeThinkingChatModel().small_name == "smollm2-135m-instruct"
+    assert SpeculativeThinkingChatModel().small_name == "qwen2.5-coder-0.5b-instruct"  # the default pair
 
 
 def test_objects_are_not_copied() -> None:

@@ -1,0 +1,79 @@
+"""Draft-and-verify on the real Qwen2.5-Coder 0.5B -> 1.5B pair (slow: CPU inference).
+
+Under greedy decoding drafting must not change a token: a run with drafting equals the same run
+without it, and the ``always`` policy with drafting equals the 1.5B's own greedy ``generate``.
+fp32, so that verifying several tokens in one forward pass and decoding them one at a time
+agree on every argmax.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spec_graph import SpeculativeThinker, resolve_config
+from spec_graph.generators.hf import HFGenerator
+
+pytestmark = pytest.mark.slow
+
+SMALL, TARGET = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
+PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+QUESTIONS = [
+    "Debby had 32 pieces of candy. Her sister had 42. If they ate 35 pieces, how many did they have left?",
+    "A waiter had 14 customers. 3 left and 39 more came in. How many customers does he have now?",
+]
+N = 48
+
+
+@pytest.fixture(scope="module")
+def small() -> HFGenerator:
+    return HFGenerator(SMALL, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def target() -> HFGenerator:
+    return HFGenerator(TARGET, device="cpu", dtype="float32")
+
+
+def messages(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"{PROMPT} {question}"}]
+
+
+def greedy(gen: HFGenerator, question: str, n: int = N) -> list[int]:
+    ids = torch.tensor([gen.encode(gen.render_prompt(messages(question)))])
+    with torch.inference_mode():
+        out = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
+    return [int(t) for t in out[0, ids.shape[1] :].tolist()]
+
+
+def ids_of(result, author: str = "target") -> list[int]:
+    return [i for s in result.spans if s["author"] == author for i in s["token_ids"]]
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_always_with_drafting_is_the_targets_greedy_generate(
+    question: str, small: HFGenerator, target: HFGenerator
+) -> None:
+    assert small.tokenizer_key == target.tokenizer_key
+    thinker = SpeculativeThinker(small, target, {"policy": "always", "temperature": 0.0, "max_new_tokens": N})
+    result = thinker.run(messages(question))
+    expected = greedy(target, question)
+    eos = target.eos_token_ids
+    got = ids_of(result)
+    assert got == [t for t in expected if t not in eos] or got == expected
+    assert result.draft_tokens["drafted"] > 0
+    assert result.draft_tokens["accepted"] > result.draft_tokens["drafted"] // 3  # same family: most drafts kept
+
+
+@pytest.mark.parametrize("preset", ["non_reasoning", "uncertainty:0.5"])
+def test_greedy_runs_with_and_without_drafting_are_identical(
+    preset: str, small: HFGenerator, target: HFGenerator
+) -> None:
+    runs = []
+    for mode in ("auto", "off"):
+        overrides = {"temperature": 0.0, "max_new_tokens": N, "probe_tokens": 12, "target_drafting": mode}
+        cfg = resolve_config(None, policy=preset, **overrides) if ":" in preset else resolve_config(preset, **overrides)
+        runs.append(SpeculativeThinker(small, target, cfg).run(messages(QUESTIONS[0])))
+    on, off = runs
+    assert [(s["author"], s["token_ids"]) for s in on.spans] == [(s["author"], s["token_ids"]) for s in off.spans]
+    assert on.draft_tokens.get("drafted", 0) > 0 and off.draft_tokens == {}
