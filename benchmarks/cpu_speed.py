@@ -104,8 +104,11 @@ def load(model: str, setting: Setting) -> Any:
 
 def weight_bytes(lm: Any) -> int:
     """Bytes of parameters and buffers (int8 weights count 1 byte each)."""
-    tensors = [*lm.parameters(), *lm.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors if not hasattr(t, "qdata"))
+    total = 0
+    for t in [*lm.parameters(), *lm.buffers()]:
+        parts = [getattr(t, n) for n in ("qdata", "scale") if hasattr(t, "qdata")] or [t]  # torchao tensors
+        total += sum(p.numel() * p.element_size() for p in parts)
+    return total
 
 
 def greedy(lm: Any, prompt: list[int], tokens: int, eos: set[int]) -> tuple[float, float, list[int]]:
@@ -257,7 +260,7 @@ def main() -> None:
         rows += run_model(model, names, threads, args)
     from rich.console import Console
 
-    Console().print(table(rows, args.tokens))
+    Console(width=150).print(table(rows, args.tokens))
     if args.out:
         meta = {"torch": torch.__version__, "cpu_bf16": precision.cpu_has_native_bf16(), "args": vars(args)}
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n", encoding="utf-8")

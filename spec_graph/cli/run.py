@@ -52,8 +52,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         + ", ".join(f"{k}: {v}" for k, v in sorted(PAIR_PRESETS.items()))
         + ")",
     )
-    p.add_argument("--max-new-tokens", type=int, default=256, help="generated-token budget (default 256)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
+    p.add_argument(
+        "--policy",
+        type=_policy,
+        default=None,
+        help="trigger policy instead of the preset's keyword rule: keyword, uncertainty:<p>, entropy:<nats>, "
+        "regex:<pattern>, never (the small model alone) or always (the target alone, drafted by the small model)",
+    )
+    p.add_argument("--max-new-tokens", type=_positive_int, default=256, help="generated-token budget (default 256)")
+    p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
     add_precision_args(p)
@@ -61,6 +68,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--no-color", action="store_true", help="mark the target's text with [brackets]")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of streaming")
     p.set_defaults(func=run)
+
+
+def _policy(value: str) -> str:
+    """Check a policy's short name (argparse turns the error into one line and exit status 2)."""
+    from spec_graph.policy_config import parse_policy
+
+    try:
+        parse_policy(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(_one_line(exc)) from None
+    return value
+
+
+def _one_line(exc: Exception) -> str:
+    """A validation error in one line: pydantic's first error as ``field: message``."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    return str(exc).splitlines()[0]
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        msg = f"expected a whole number >= 1, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
+def _temperature(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 100:
+        msg = f"expected a temperature between 0 (greedy) and 100, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
 
 
 class _Printer:
@@ -125,14 +175,19 @@ def run(args: argparse.Namespace) -> int:
 
     from spec_graph.config import resolve_config
     from spec_graph.generators.hf import HFGenerator
+    from spec_graph.policy_config import parse_policy
     from spec_graph.thinker import SpeculativeThinker
 
-    config = resolve_config(
-        args.preset or PAIR_PRESETS[args.pair],
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-    )
+    overrides: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.policy is not None:
+        overrides["policy"] = parse_policy(args.policy)
+    try:
+        config = resolve_config(args.preset or PAIR_PRESETS[args.pair], **overrides)
+    except (ValueError, OSError) as exc:  # an unknown preset, a missing or bad YAML file
+        print(f"spec-graph run: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     small_name, target_name = args.small or PAIRS[args.pair][0], args.target or PAIRS[args.pair][1]
     load = {"device": args.device, "dtype": args.dtype, "quantization": args.quantize}
     small = HFGenerator(small_name, **load)

@@ -8,6 +8,8 @@ Columns (one row per system), all over the selected records:
 - ``median tokens/s``: the median of the answers' own rates (robust to a few answers slowed by
   other work on the machine);
 - ``wall time``: total seconds spent answering (model loading excluded);
+- ``s / problem`` and ``problems / h``: average wall seconds per answer, and answers per hour:
+  what a user pays for one answer;
 - ``target share``: share of all output tokens written by the target;
 - ``interventions / problem``: target stretches per answer (speculative thinking only);
 - ``truncated``: share of answers cut by the token budget (finish ``length``).
@@ -67,6 +69,7 @@ def summarize(records: Sequence[Mapping[str, Any]], systems: Sequence[str] | Non
             "median_tokens_per_second": statistics.median(float(r.get("tokens_per_second", 0.0)) for r in recs),
             "wall_seconds": wall,
             "avg_wall_seconds": wall / len(recs),
+            "problems_per_hour": 3600 * len(recs) / wall if wall > 0 else 0.0,
             "target_share": by_model.get("target", 0) / tokens if tokens else 0.0,
             "interventions_per_problem": _mean([float(r.get("interventions", 0)) for r in recs]),
             "truncated": _mean([float(r["finish_reason"] == "length") for r in recs]),
@@ -105,9 +108,9 @@ def _intervention_stats(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def pareto_front(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Systems not beaten on both accuracy and tokens/s by another one (fastest first)."""
-    ordered = sorted(rows, key=lambda r: (-r["tokens_per_second"], -r["accuracy"]))
+def pareto_front(rows: Sequence[Mapping[str, Any]], speed: str = "tokens_per_second") -> list[str]:
+    """Systems not beaten on both accuracy and ``speed`` (a row key) by another one (fastest first)."""
+    ordered = sorted(rows, key=lambda r: (-r[speed], -r["accuracy"]))
     front, best = [], -1.0
     for r in ordered:
         if r["accuracy"] > best:
@@ -130,7 +133,8 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | Non
         )
         lines.append("")
     several = any(r["answers"] > r["problems"] for r in rows)
-    head = ["system", "accuracy", "avg output tokens", "tokens/s", "median tokens/s", "wall time (s)", "target share"]
+    head = ["system", "accuracy", "avg output tokens", "tokens/s", "median tokens/s", "wall time (s)"]
+    head += ["s / problem", "problems / h", "target share"]
     head += ["interventions / problem", "truncated", "vs small (fixed/broken)"]
     if several:
         head.insert(2, "pass@samples")
@@ -145,6 +149,8 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | Non
             f"{r['tokens_per_second']:.2f}",
             f"{r['median_tokens_per_second']:.2f}",
             f"{r['wall_seconds']:.0f}",
+            f"{r['avg_wall_seconds']:.1f}",
+            f"{r.get('problems_per_hour', 0.0):.0f}",
             f"{r['target_share']:.1%}",
             f"{r['interventions_per_problem']:.2f}",
             f"{r['truncated']:.0%}",
@@ -208,25 +214,34 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_accuracy_vs_speed(rows: Sequence[Mapping[str, Any]], path_stem: Path, title: str = "") -> list[Path]:
-    """Accuracy against tokens/s, Pareto front drawn; saved as ``<stem>.png`` and ``<stem>.svg``."""
+_SPEEDS = {
+    "tokens_per_second": ("output tokens per second (wall time)", "{:.1f} tok/s"),
+    "problems_per_hour": ("problems per hour (average wall time per problem)", "{:.0f}/h"),
+}
+
+
+def plot_accuracy_vs_speed(
+    rows: Sequence[Mapping[str, Any]], path_stem: Path, title: str = "", speed: str = "tokens_per_second"
+) -> list[Path]:
+    """Accuracy against ``speed`` (tokens/s or problems/h), Pareto front drawn; saved as PNG and SVG."""
     plt = _pyplot()
+    xlabel, fmt = _SPEEDS[speed]
     fig, ax = plt.subplots(figsize=(7.6, 4.4))
     markers = "osD^vP*Xh<>p"
     for i, r in enumerate(rows):
-        label = f"{r['system']} ({100 * r['accuracy']:.0f}%, {r['tokens_per_second']:.1f} tok/s)"
-        ax.scatter(r["tokens_per_second"], 100 * r["accuracy"], s=70, marker=markers[i % len(markers)],
+        label = f"{r['system']} ({100 * r['accuracy']:.0f}%, {fmt.format(r.get(speed, 0.0))})"
+        ax.scatter(r.get(speed, 0.0), 100 * r["accuracy"], s=70, marker=markers[i % len(markers)],
                    label=label, zorder=3, alpha=0.85)  # fmt: skip
-    front = [next(r for r in rows if r["system"] == s) for s in pareto_front(rows)]
+    front = [next(r for r in rows if r["system"] == s) for s in pareto_front(rows, speed)]
     if len(front) > 1:
-        xs = [r["tokens_per_second"] for r in front]
+        xs = [r[speed] for r in front]
         ys = [100 * r["accuracy"] for r in front]
         ax.step(xs, ys, where="post", linestyle="--", color="grey", linewidth=1, label="Pareto front", zorder=2)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    ax.set_xlabel("output tokens per second (wall time)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(bottom=0, top=max(5.0, *(100 * r["accuracy"] for r in rows)) * 1.15)
-    ax.set_xlim(left=0, right=max(1e-9, *(r["tokens_per_second"] for r in rows)) * 1.3)
+    ax.set_xlim(left=0, right=max(1e-9, *(r.get(speed, 0.0) for r in rows)) * 1.3)
     ax.set_title(title or "accuracy vs speed", fontsize=10)
     ax.grid(alpha=0.3)
     return _save(plt, fig, path_stem)
@@ -332,7 +347,12 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(records, systems)
-    results = {"meta": dict(meta), "systems": rows, "pareto_front": pareto_front(rows)}
+    results = {
+        "meta": dict(meta),
+        "systems": rows,
+        "pareto_front": pareto_front(rows),
+        "pareto_front_problems_per_hour": pareto_front(rows, "problems_per_hour") if rows else [],
+    }
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     markdown = to_markdown(rows, meta)
     for extra in (share_markdown(rows), interventions_markdown(rows, records)):
@@ -342,6 +362,7 @@ def write_report(
     if plots and rows:
         title = f"{meta.get('dataset')}: {meta.get('problems')} problems, {meta.get('max_new_tokens')} new tokens"
         plot_accuracy_vs_speed(rows, out / "accuracy_vs_speed", title)
+        plot_accuracy_vs_speed(rows, out / "accuracy_vs_problems_per_hour", title, speed="problems_per_hour")
         plot_output_length(rows, out / "output_length", title)
         plot_accuracy_vs_target_share(rows, out / "accuracy_vs_target_share", title)
     return results

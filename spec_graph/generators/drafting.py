@@ -9,7 +9,8 @@ token ``x`` with probability ``min(1, p(x) / q(x))``, else sample from ``max(0, 
 keeps the target's distribution. Both models' KV caches are reused: the target's holds the
 accepted tokens after verifying, the small model's already holds the accepted draft, so its
 catch-up after the stretch is short. The draft length adapts: +2 after a fully accepted
-draft, -1 after a rejection (as transformers' assisted generation does).
+draft, -1 after a rejection, and a draft ends early after a token the small model gives less
+than ``min_confidence`` (0.4) probability (the heuristics of transformers' assisted generation).
 """
 
 from __future__ import annotations
@@ -116,13 +117,22 @@ class DraftingSession:
 
     supports_drafting = False  # a drafting session does not draft for another
 
-    def __init__(self, target: Any, drafter: Any, *, draft_tokens: int = 4, max_draft_tokens: int = 16) -> None:
+    def __init__(
+        self,
+        target: Any,
+        drafter: Any,
+        *,
+        draft_tokens: int = 4,
+        max_draft_tokens: int = 16,
+        min_confidence: float = 0.4,
+    ) -> None:
         """Pair the two sessions."""
         if not can_draft(target, drafter):
             msg = "draft-and-verify needs two local sessions with the same tokenizer"
             raise ValueError(msg)
         self.target, self.drafter = target, drafter
         self.k, self.max_k = draft_tokens, max_draft_tokens
+        self.min_confidence = min_confidence
         self.stats = DraftStats()
 
     # -- the session protocol: the target's, except for generate ------------------------------
@@ -201,12 +211,15 @@ class DraftingSession:
             logits, _ran = self.drafter.next_logits(ids + draft)
             if req.temperature == 0:
                 token = self.drafter.select(logits, req)
+                confidence = float(logits[-1].softmax(-1)[token])
             else:
                 q = self.drafter.probs(logits, req)
                 token = int(q.multinomial(1, generator=self.drafter.rng(req, q.device)).item())
                 q_rows.append(q[0])
+                confidence = float(q[0, token])
             draft.append(token)
-            if token in eos:
+            # An unsure draft token is likely rejected, and so would be everything after it.
+            if token in eos or confidence < self.min_confidence:
                 break
         return draft, q_rows
 

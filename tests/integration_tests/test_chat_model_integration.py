@@ -28,7 +28,9 @@ EVERY_BOUNDARY = {"not_reasoning": True, "probe_tokens": 6}
 
 
 def smol_pair(**kwargs: Any) -> SpeculativeThinkingChatModel:
-    return SpeculativeThinkingChatModel(small_model=SMOL, target_model=SMOL, **{"temperature": 0, **kwargs})
+    return SpeculativeThinkingChatModel(
+        small_model=SMOL, target_model=SMOL, **{"temperature": 0, "dtype": "float32", **kwargs}
+    )
 
 
 def test_pipeline_objects_are_reused_not_reloaded() -> None:
@@ -36,7 +38,7 @@ def test_pipeline_objects_are_reused_not_reloaded() -> None:
     lch = pytest.importorskip("langchain_huggingface")
     from spec_graph.generators import hf
 
-    lm, tok = hf.load_pretrained(SMOL)
+    lm, tok = hf.load_pretrained(SMOL, dtype="float32")
     loaded = dict(hf._LOADED)
     pipe = transformers.pipeline("text-generation", model=lm, tokenizer=tok)
     llm = lch.HuggingFacePipeline(pipeline=pipe)

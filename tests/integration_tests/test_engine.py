@@ -35,12 +35,12 @@ BUSY = {
 
 @pytest.fixture(scope="module")
 def small() -> HFGenerator:
-    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def target() -> HFGenerator:
-    return HFGenerator(TINY_TARGET_MODEL, device="cpu")
+    return HFGenerator(TINY_TARGET_MODEL, device="cpu", dtype="float32")
 
 
 def plain_generate(gen: HFGenerator, n: int) -> list[int]:

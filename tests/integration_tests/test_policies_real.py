@@ -31,12 +31,12 @@ N = 40
 
 @pytest.fixture(scope="module")
 def small() -> HFGenerator:
-    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def qwen() -> HFGenerator:
-    return HFGenerator(TINY_TARGET_MODEL, device="cpu")
+    return HFGenerator(TINY_TARGET_MODEL, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

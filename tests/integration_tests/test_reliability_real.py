@@ -42,7 +42,7 @@ CFG = SpeculativeThinkingConfig(
 
 @pytest.fixture(scope="module")
 def model() -> HFGenerator:
-    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu", dtype="float32")
 
 
 class Crashing:

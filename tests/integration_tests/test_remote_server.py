@@ -58,7 +58,7 @@ def server() -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def small() -> HFGenerator:
-    return HFGenerator(TINY_SMALL_MODEL, device="cpu")
+    return HFGenerator(TINY_SMALL_MODEL, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_server_killed_mid_run_keeps_the_partial_trace(small: HFGenerator, refer
 
 def test_different_tokenizers_smollm2_small_qwen_target() -> None:
     """SmolLM2 (49k BPE) writes, Qwen (152k) steps in: text-level hand-overs with seams re-tokenized."""
-    small = HFGenerator(TINY_SMALL_MODEL, device="cpu")
-    target = HFGenerator(TINY_TARGET_MODEL, device="cpu")
+    small = HFGenerator(TINY_SMALL_MODEL, device="cpu", dtype="float32")
+    target = HFGenerator(TINY_TARGET_MODEL, device="cpu", dtype="float32")
     assert small.tokenizer_key != target.tokenizer_key
     result = SpeculativeThinker(small, target, CFG.model_copy(update={"max_new_tokens": 12})).run(MESSAGES)
     assert result.output_tokens.get("small") and result.output_tokens.get("target")
@@ -134,7 +134,7 @@ def test_different_tokenizers_smollm2_small_qwen_target() -> None:
 
 def test_served_small_with_gemma_target(server: Served) -> None:
     """The served model in the small role (stopping at triggers), a third family as the local target."""
-    gemma = HFGenerator("gemma-3-270m", device="cpu", chat_template=PLAIN_CHAT_TEMPLATE)
+    gemma = HFGenerator("gemma-3-270m", device="cpu", dtype="float32", chat_template=PLAIN_CHAT_TEMPLATE)
     cfg = CFG.model_copy(update={"max_new_tokens": 12, "trigger_strings": (",", ".", "=")})
     result = SpeculativeThinker(served(server), gemma, cfg).run(MESSAGES)
     assert result.output_tokens.get("small") and result.output_tokens.get("target")

@@ -176,3 +176,12 @@ def test_sampling_acceptance_rule_keeps_the_targets_distribution() -> None:
         x = int(q.multinomial(1, generator=draw).item())
         counts[session._verify([x], [q], logits, req)[0]] += 1
     assert torch.allclose(counts / trials, p, atol=0.015)
+
+
+def test_eval_system_target_draft_needs_local_models() -> None:
+    from spec_graph.eval.systems import SYSTEM_KINDS, make_system
+
+    assert "target:draft" in SYSTEM_KINDS
+    small, target = pair(TARGET_DOC)
+    with pytest.raises(TypeError, match="local transformers models"):
+        make_system("target:draft", small, target)
