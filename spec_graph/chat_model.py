@@ -205,7 +205,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     """Dtype for models given by name: ``auto`` (default; bfloat16 on a GPU and on a CPU with bf16
     instructions, else float32), ``float32``, ``bfloat16`` or ``float16``."""
     quantization: str | None = None
-    """Weights of models given by name: ``none`` (default) or ``int8`` (~2× faster decoding on a CPU)."""
+    """Weights of models given by name: ``none`` (default) or ``int8`` (~1.9× faster decoding on a CPU)."""
 
     _base_config: SpeculativeThinkingConfig = PrivateAttr()
     _gens: tuple[Generator, Generator] | None = PrivateAttr(default=None)

@@ -47,7 +47,7 @@ examples:
   spec-graph eval --dataset gsm8k --limit 50 --systems small,spec:my_config.yaml \
       --temperature 0.6 --samples 4 --seed 1 --out runs/gsm8k-sampled
 
-  # int8 weights for every system (about 2x faster decoding on a CPU)
+  # int8 weights for every system (about 1.9x faster decoding on a CPU)
   spec-graph eval --dataset multiarith --limit 10 --quantize int8 --out runs/multiarith-10-int8
 
   # another pair and your own data and prompt

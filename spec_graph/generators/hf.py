@@ -129,7 +129,7 @@ class HFGenerator:
             ``auto`` is bfloat16 on a GPU that supports it and on a CPU with bf16 instructions
             (AVX512-BF16/AMX), else float32 (see :mod:`spec_graph.generators.precision`).
             Ignored for a loaded model.
-        quantization: ``none`` (default) or ``int8`` (int8 weights; about 2× faster decoding
+        quantization: ``none`` (default) or ``int8`` (int8 weights; about 1.9× faster decoding
             on a CPU). Only for a model given by name or path.
         chat_template: a Jinja chat template to use instead of the tokenizer's.
         use_cache: ``False`` recomputes every step without a KV cache (slow; for checking).

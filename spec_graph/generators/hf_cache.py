@@ -57,8 +57,8 @@ def forward_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache | No
     if cache is None:
         out = model(input_ids=input_ids, use_cache=False, logits_to_keep=keep)
     else:
-        kwargs = {_cache_kwarg(type(model)): cache}
-        out = model(input_ids=input_ids, use_cache=True, logits_to_keep=keep, **kwargs)
+        model_class: Any = type(model)  # a class is hashable: the lookup is cached per model class
+        out = model(input_ids=input_ids, use_cache=True, logits_to_keep=keep, **{_cache_kwarg(model_class): cache})
     return out.logits[0, -keep:, :].float()
 
 

@@ -93,12 +93,12 @@ def check_quantization(value: str | None) -> QuantizationName:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), which make bfloat16 faster than float32."""
+    """Whether this x86 CPU has bf16 instructions (AVX512-BF16 or AMX), which make bfloat16 faster than float32."""
     import torch
 
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch without these probes: stay with float32
         return False
 
 
