@@ -75,6 +75,10 @@ def summarize(records: Sequence[Mapping[str, Any]], systems: Sequence[str] | Non
             "truncated": _mean([float(r["finish_reason"] == "length") for r in recs]),
             "interventions": _intervention_stats(recs),
         }
+        drafted = sum(int(r.get("draft_tokens", {}).get("drafted", 0)) for r in recs)
+        if drafted:
+            accepted = sum(int(r.get("draft_tokens", {}).get("accepted", 0)) for r in recs)
+            row["draft_acceptance"] = accepted / drafted
         if baseline and name != "small":
             pairs = [(baseline[k], bool(r["correct"])) for r in recs if (k := (r["id"], r["sample"])) in baseline]
             row["vs_small"] = {
@@ -355,6 +359,10 @@ def write_report(
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     markdown = to_markdown(rows, meta)
+    drafting = [r for r in rows if "draft_acceptance" in r]
+    if drafting:
+        markdown += "\nDraft-and-verify in the target's stretches, drafted tokens the target kept: "
+        markdown += ", ".join(f"`{r['system']}` {r['draft_acceptance']:.0%}" for r in drafting) + ".\n"
     for extra in (share_markdown(rows), interventions_markdown(rows, records)):
         if extra:
             markdown += "\n" + extra

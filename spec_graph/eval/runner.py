@@ -130,6 +130,7 @@ def make_record(
         "tokens_per_second": tokens / wall if wall > 0 else 0.0,
         "interventions": len(gen.interventions),
         "intervention_details": gen.interventions,
+        "draft_tokens": dict(gen.draft_tokens),
         "text": gen.text,
     }
 

@@ -78,6 +78,8 @@ class Generation:
     """Tokens of the answer by author (``small``/``target``), each in its own tokenizer."""
     interventions: list[dict[str, Any]] = field(default_factory=list)
     """Speculative thinking only: where the target wrote, and what."""
+    draft_tokens: dict[str, int] = field(default_factory=dict)
+    """Draft-and-verify in the target's stretches: tokens ``drafted`` and ``accepted``."""
 
     @property
     def num_output_tokens(self) -> int:
@@ -167,6 +169,7 @@ class SpecThinkingSystem:
             finish_reason=result.finish_reason,
             output_tokens={k: int(v) for k, v in result.output_tokens.items()},
             interventions=[dict(i) for i in result.interventions],
+            draft_tokens=dict(result.draft_tokens),
         )
 
 

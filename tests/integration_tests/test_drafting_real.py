@@ -8,10 +8,13 @@ agree on every argmax.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from spec_graph import SpeculativeThinker, resolve_config
+from spec_graph.generators import hf
 from spec_graph.generators.hf import HFGenerator
 
 pytestmark = pytest.mark.slow
@@ -25,14 +28,22 @@ QUESTIONS = [
 N = 48
 
 
-@pytest.fixture(scope="module")
-def small() -> HFGenerator:
-    return HFGenerator(SMALL, device="cpu", dtype="float32")
+def _loaded(name: str) -> Iterator[HFGenerator]:
+    """A float32 generator for the module; its weights leave the process-wide cache afterwards."""
+    gen = HFGenerator(name, device="cpu", dtype="float32")
+    yield gen
+    for key in [k for k, (model, _tok) in hf._LOADED.items() if model is gen.model]:
+        del hf._LOADED[key]  # 6 GB for the 1.5B in float32: do not keep it for the other test files
 
 
 @pytest.fixture(scope="module")
-def target() -> HFGenerator:
-    return HFGenerator(TARGET, device="cpu", dtype="float32")
+def small() -> Iterator[HFGenerator]:
+    yield from _loaded(SMALL)
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[HFGenerator]:
+    yield from _loaded(TARGET)
 
 
 def messages(question: str) -> list[dict[str, str]]:

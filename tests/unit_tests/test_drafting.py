@@ -185,3 +185,20 @@ def test_eval_system_target_draft_needs_local_models() -> None:
     small, target = pair(TARGET_DOC)
     with pytest.raises(TypeError, match="local transformers models"):
         make_system("target:draft", small, target)
+
+
+def test_report_gives_the_draft_acceptance_and_problems_per_hour(tmp_path: Any) -> None:
+    from spec_graph.eval.report import summarize, write_report
+
+    base = {"sample": 0, "correct": True, "finish_reason": "eos", "output_tokens": 10, "wall_seconds": 2.0}
+    records = [
+        {**base, "system": "target", "id": "a"},
+        {**base, "system": "target:draft", "id": "a", "draft_tokens": {"drafted": 8, "accepted": 6}},
+        {**base, "system": "target:draft", "id": "b", "draft_tokens": {"drafted": 2, "accepted": 0}},
+    ]
+    rows = {r["system"]: r for r in summarize(records)}
+    assert "draft_acceptance" not in rows["target"]
+    assert rows["target:draft"]["draft_acceptance"] == pytest.approx(0.6)
+    assert rows["target"]["problems_per_hour"] == pytest.approx(1800)
+    write_report(tmp_path, records, {"dataset": "x"}, plots=False)
+    assert "`target:draft` 60%" in (tmp_path / "results.md").read_text()
