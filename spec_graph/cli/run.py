@@ -19,8 +19,13 @@ EPILOG = """examples:
   spec-graph run --quantize int8 "What is 17 * 23?"   # int8 weights: faster on a CPU
 """
 
-PAIR_PRESETS = {"qwen": "reasoning", "tiny": "non_reasoning"}
-"""The preset each embedded pair runs with unless ``--preset`` says otherwise (see README: measured)."""
+PAIR_DEFAULTS: dict[str, tuple[str, str | None]] = {
+    "qwen": ("reasoning", "uncertainty:0.5"),
+    "tiny": ("non_reasoning", None),
+}
+"""``(preset, policy)`` each embedded pair runs with unless ``--preset`` or ``--policy`` say
+otherwise: the best measured setting (docs/results: MultiArith on the Qwen pair; the keyword rule
+of the preset where the policy is None)."""
 
 PAPER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -49,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default=None,
         help="preset name (reasoning, non_reasoning) or a YAML config file, the reference code's included "
         "(default: the pair's best measured setting: "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(PAIR_PRESETS.items()))
+        + "; ".join(
+            f"{k}: {p}" + (f" with --policy {pol}" if pol else "") for k, (p, pol) in sorted(PAIR_DEFAULTS.items())
+        )
         + ")",
     )
     p.add_argument(
@@ -166,6 +173,9 @@ def _stats_table(result: Any, names: tuple[str, str]) -> Any:
         f"target share {result.target_share:.0%}, finish: {result.finish_reason}; interventions: "
         + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none")
     )
+    if result.draft_tokens.get("drafted"):
+        drafted, accepted = result.draft_tokens["drafted"], result.draft_tokens.get("accepted", 0)
+        table.caption += f"; the small model drafted {drafted} tokens for the target, {accepted} kept"
     return table
 
 
@@ -181,10 +191,15 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     if args.seed is not None:
         overrides["seed"] = args.seed
+    preset, policy = PAIR_DEFAULTS[args.pair]
+    if args.preset is not None:  # the user's preset, with its own policy unless --policy is given
+        preset, policy = args.preset, None
     if args.policy is not None:
-        overrides["policy"] = parse_policy(args.policy)
+        policy = args.policy
+    if policy is not None:
+        overrides["policy"] = parse_policy(policy)
     try:
-        config = resolve_config(args.preset or PAIR_PRESETS[args.pair], **overrides)
+        config = resolve_config(preset, **overrides)
     except (ValueError, OSError) as exc:  # an unknown preset, a missing or bad YAML file
         print(f"spec-graph run: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spec_graph.cli import build_parser, main
-from spec_graph.cli.run import PAIR_PRESETS
+from spec_graph.cli.run import PAIR_DEFAULTS
 from spec_graph.models import DEFAULT_PAIR, PAIRS
 
 
@@ -51,6 +51,6 @@ def test_pairs_and_their_presets() -> None:
     assert args.pair == DEFAULT_PAIR == "qwen"
     assert PAIRS["qwen"] == ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
     assert PAIRS["tiny"] == ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct")
-    assert set(PAIR_PRESETS) == set(PAIRS)
+    assert set(PAIR_DEFAULTS) == set(PAIRS)
     tiny = build_parser().parse_args(["run", "--pair", "tiny", "--policy", "uncertainty:0.5", "q"])
     assert tiny.pair == "tiny" and tiny.policy == "uncertainty:0.5"
