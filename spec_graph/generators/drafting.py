@@ -182,8 +182,8 @@ class DraftingSession:
             return Segment("", [], "context")
         detok = target.detokenizer(context)
         writer = SegmentWriter(req, trace, target.eos_token_ids, detok.push, max_tokens)
-        prefill, drafted, accepted = -1, 0, 0
-        done = False
+        before = (self.stats.drafted, self.stats.accepted)
+        prefill, done = -1, False
         while not done:
             out = writer.ids
             draft, q_rows = self._draft(draft_context + out, min(self.k, writer.room - 1), req)
@@ -192,14 +192,14 @@ class DraftingSession:
                 prefill = ran - len(draft)  # catching up on the trace, not writing
             kept = self._verify(draft, q_rows, logits, req)
             self._adapt(len(draft), len(kept) - 1)
-            drafted, accepted = drafted + len(draft), accepted + len(kept) - 1
             for token in kept:
                 if writer.push(token):
                     done = True
                     break
         writer.flush(detok.flush())
         seg = writer.segment(prefill=max(prefill, 0), elapsed=0.0)
-        seg.drafted_tokens, seg.accepted_tokens = drafted, accepted
+        seg.drafted_tokens = self.stats.drafted - before[0]
+        seg.accepted_tokens = self.stats.accepted - before[1]
         return seg
 
     def _draft(self, ids: list[int], k: int, req: GenerateRequest) -> tuple[list[int], list[Any]]:

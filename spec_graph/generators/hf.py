@@ -450,7 +450,7 @@ class HFSession:
                 return Segment("", [], "context", elapsed=time.perf_counter() - t0)
             replay = iter(req.prefix_ids)  # already written and cached: replayed, not sampled
             logits, prefill = self._sync(target + req.prefix_ids)
-            detok = _Detokenizer(self._gen, target)
+            detok = self.detokenizer(target)
             writer = SegmentWriter(req, trace, self._gen.eos_token_ids, detok.push, max_tokens)
             while True:
                 token = next(replay, None)

@@ -120,12 +120,14 @@ def _bump(state: SpecState, key: str, who: Who, amount: float) -> dict[str, Any]
 
 def _account(state: SpecState, who: Who, seg: Segment, kept: int) -> dict[str, Any]:
     """Counter updates after ``who`` wrote ``seg`` of which ``kept`` tokens stay in the trace."""
-    drafts = dict(state.get("draft_tokens", {}))
-    if seg.drafted_tokens:
+    updates: dict[str, Any] = {}
+    if seg.drafted_tokens:  # the target wrote by draft-and-verify
+        drafts = dict(state.get("draft_tokens", {}))
         drafts["drafted"] = drafts.get("drafted", 0) + seg.drafted_tokens
         drafts["accepted"] = drafts.get("accepted", 0) + seg.accepted_tokens
+        updates["draft_tokens"] = drafts
     return {
-        "draft_tokens": drafts,
+        **updates,
         "generated_tokens": _bump(state, "generated_tokens", who, seg.num_tokens - seg.reused_tokens),
         "prefill_tokens": _bump(state, "prefill_tokens", who, seg.prefill_tokens),
         "model_seconds": _bump(state, "model_seconds", who, seg.elapsed),
