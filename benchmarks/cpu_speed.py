@@ -35,7 +35,7 @@ import torch
 
 from spec_graph.eval.datasets import load_dataset
 from spec_graph.eval.runner import PAPER_PROMPT
-from spec_graph.generators import hf, hf_cache, precision
+from spec_graph.generators import hf, hf_cache, hf_loading, precision
 
 DEFAULT_MODELS = "qwen2.5-coder-0.5b-instruct,qwen2.5-coder-1.5b-instruct"
 DEFAULT_SETTINGS = "fp32,bf16,int8,ao-int8-dynamic"
@@ -208,7 +208,7 @@ def run_model(model: str, names: list[str], threads: list[int], args: argparse.N
             }
         )
     loaded.clear()
-    hf._LOADED.clear()  # the benchmark's own process: free this model's copies before the next model
+    hf_loading._LOADED.clear()  # the benchmark's own process: free this model's copies before the next model
     gc.collect()
     return rows
 

@@ -9,16 +9,13 @@ forward pass per written token. A discarded probe is thus undone by cropping, ne
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     TemperatureLogitsWarper,
@@ -28,93 +25,24 @@ from transformers.generation.logits_process import (
 
 from spec_graph.generators import hf_cache, precision
 from spec_graph.generators.base import GenerateRequest, Segment, Span
+from spec_graph.generators.hf_decoding import Detokenizer, TokenStats
+from spec_graph.generators.hf_loading import (  # the loading API lives there; re-exported
+    _check_local_path,
+    default_device,
+    default_dtype,
+    load_pretrained,
+    model_lock,
+)
 from spec_graph.generators.tokens import TraceIds, tokenizer_key
 from spec_graph.generators.writer import SegmentWriter
+
+__all__ = ["PLAIN_CHAT_TEMPLATE", "HFGenerator", "HFSession", "default_device", "default_dtype", "load_pretrained"]
 
 PLAIN_CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant: {% endif %}"
 )
 """A minimal template for models that ship none (pass it as ``chat_template=``)."""
-
-_LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
-_LOAD_LOCK = threading.Lock()
-_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def default_dtype(device: str) -> torch.dtype:
-    """What ``dtype="auto"`` means on ``device`` (see :func:`~spec_graph.generators.precision.resolve_dtype`)."""
-    return precision.resolve_dtype("auto", device)
-
-
-def _check_local_path(model: str) -> None:
-    """Raise ``FileNotFoundError`` for a string that names a local path that does not exist."""
-    from spec_graph import models
-
-    if models.is_embedded(model):
-        return
-    looks_local = model.startswith((".", "/", "~")) or os.sep in model.rstrip(os.sep).split(os.sep, 1)[-1]
-    if (looks_local or Path(model).suffix in {".gguf", ".safetensors"}) and not Path(model).expanduser().is_dir():
-        known = sorted(models.EMBEDDED_MODELS)
-        msg = f"model path {model!r} does not exist (give a folder made by save_pretrained, or one of {known})"
-        raise FileNotFoundError(msg)
-
-
-def _resolve_path(model: str) -> str:
-    from spec_graph import models  # local import: models pulls in downloading helpers
-
-    if models.is_embedded(model):
-        return str(models.ensure_model(model))
-    _check_local_path(model)
-    return str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model  # else a hub id
-
-
-def load_pretrained(
-    model: str,
-    *,
-    device: str | None = None,
-    dtype: torch.dtype | str | None = None,
-    quantization: str | None = None,
-    trust_remote_code: bool = False,
-) -> tuple[Any, PreTrainedTokenizerBase]:
-    """Load (once per process) a causal LM and its tokenizer from an embedded name, path or hub id.
-
-    Loaded pairs are shared: a second generator on the same model, device, dtype and
-    quantization reuses them.
-
-    Args:
-        model: an embedded model name, a local folder or a hub id.
-        device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when present).
-        dtype: ``auto`` (default), ``float32``, ``bfloat16``, ``float16`` or a torch dtype; see
-            :mod:`spec_graph.generators.precision`.
-        quantization: ``none`` (default) or ``int8``.
-        trust_remote_code: passed to transformers.
-
-    Raises:
-        ValueError: an unknown dtype or quantization (before anything loads).
-    """
-    device = device or default_device()
-    torch_dtype = precision.resolve_dtype(dtype, device)
-    quant = precision.check_quantization(quantization)
-    path = _resolve_path(model)
-    key = (path, device, str(torch_dtype), quant, trust_remote_code)
-    with _LOAD_LOCK:
-        if key not in _LOADED:
-            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            # safetensors only: never unpickle weights fetched at run time.
-            with precision.quiet_torchao():  # transformers imports torchao when it is installed
-                lm: Any = AutoModelForCausalLM.from_pretrained(
-                    path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
-                )
-            lm.to(device).eval()
-            precision.quantize(lm, quant, device)
-            _LOADED[key] = (lm, tok)
-        return _LOADED[key]
 
 
 class HFGenerator:
@@ -194,9 +122,7 @@ class HFGenerator:
     @property
     def lock(self) -> threading.RLock:
         """Held while the model runs: a model object never serves two threads at once."""
-        model = self.model
-        with _LOAD_LOCK:
-            return _MODEL_LOCKS.setdefault(model, threading.RLock())
+        return model_lock(self.model)
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -280,61 +206,6 @@ class HFGenerator:
             )
             raise ValueError(msg)
         return HFSession(self, prompt)
-
-
-class _Detokenizer:
-    """Incremental decoding that never splits a multi-byte character (as vLLM does it)."""
-
-    def __init__(self, gen: HFGenerator, context: Sequence[int]) -> None:
-        self._gen = gen
-        self.ids = list(context[-4:])
-        self._prefix, self._read = 0, len(self.ids)
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        before = self._gen.decode(self.ids[self._prefix : self._read])
-        after = self._gen.decode(self.ids[self._prefix :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self._prefix, self._read = self._read, len(self.ids)
-            return after[len(before) :]
-        return ""
-
-    def flush(self) -> str:
-        before = self._gen.decode(self.ids[self._prefix : self._read])
-        after = self._gen.decode(self.ids[self._prefix :])
-        self._prefix = self._read = len(self.ids)
-        return after[len(before) :]
-
-
-class _TokenStats:
-    """Per-token statistics of the unwarped distribution (one log-softmax per token)."""
-
-    def __init__(self) -> None:
-        self.logprobs: list[float] = []
-        self.top1: list[float] = []
-        self.entropy: list[float] = []
-        self._logp: torch.Tensor | None = None
-        self._pending = (float("nan"), float("nan"))
-
-    def measure(self, logits: torch.Tensor) -> tuple[float, float]:
-        """Top-1 probability and entropy (nats) of the next-token distribution."""
-        logp = torch.log_softmax(logits[-1].float(), dim=-1)
-        self._logp = logp
-        self._pending = (float(logp.max().exp()), float(-(logp.exp() * logp).nansum()))
-        return self._pending
-
-    def take(self, token: int) -> None:
-        """Record the chosen token: its log-probability and its position's statistics."""
-        assert self._logp is not None
-        self.logprobs.append(float(self._logp[token]))
-        self.top1.append(self._pending[0])
-        self.entropy.append(self._pending[1])
-
-    def unknown(self) -> None:
-        """A replayed token: its distribution was not computed in this call."""
-        self.logprobs.append(float("nan"))
-        self.top1.append(float("nan"))
-        self.entropy.append(float("nan"))
 
 
 class HFSession:
@@ -440,7 +311,7 @@ class HFSession:
         """
         t0 = time.perf_counter()
         req = request
-        stats: _TokenStats | None = _TokenStats() if (req.logprobs or req.token_stop) else None
+        stats: TokenStats | None = TokenStats() if (req.logprobs or req.token_stop) else None
         with self._gen.lock, torch.inference_mode():
             if (stopped := req.interrupted()) is not None:
                 return Segment("", [], stopped, elapsed=time.perf_counter() - t0)
@@ -507,9 +378,9 @@ class HFSession:
         """End-of-turn ids."""
         return self._gen.eos_token_ids
 
-    def detokenizer(self, context: Sequence[int]) -> _Detokenizer:
+    def detokenizer(self, context: Sequence[int]) -> Detokenizer:
         """An incremental decoder for tokens that follow ``context``."""
-        return _Detokenizer(self._gen, context)
+        return Detokenizer(self._gen.decode, context)
 
     def close(self) -> None:
         """Drop the KV cache."""

@@ -36,10 +36,10 @@ def smol_pair(**kwargs: Any) -> SpeculativeThinkingChatModel:
 def test_pipeline_objects_are_reused_not_reloaded() -> None:
     transformers = pytest.importorskip("transformers")
     lch = pytest.importorskip("langchain_huggingface")
-    from spec_graph.generators import hf
+    from spec_graph.generators import hf, hf_loading
 
     lm, tok = hf.load_pretrained(SMOL, dtype="float32")
-    loaded = dict(hf._LOADED)
+    loaded = dict(hf_loading._LOADED)
     pipe = transformers.pipeline("text-generation", model=lm, tokenizer=tok)
     llm = lch.HuggingFacePipeline(pipeline=pipe)
     chat = lch.ChatHuggingFace(llm=llm, tokenizer=tok)
@@ -52,7 +52,7 @@ def test_pipeline_objects_are_reused_not_reloaded() -> None:
     assert target.model is lm  # type: ignore[attr-defined]
     assert small.tokenizer is tok  # type: ignore[attr-defined]
     assert target.tokenizer is tok  # type: ignore[attr-defined]
-    assert dict(hf._LOADED) == loaded  # nothing else was loaded
+    assert dict(hf_loading._LOADED) == loaded  # nothing else was loaded
     assert msg.content == smol_pair(max_tokens=12).invoke("Hello").content  # same weights, same text
 
 

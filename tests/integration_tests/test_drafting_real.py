@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from spec_graph import SpeculativeThinker, resolve_config
-from spec_graph.generators import hf
+from spec_graph.generators import hf_loading
 from spec_graph.generators.hf import HFGenerator
 
 pytestmark = pytest.mark.slow
@@ -32,8 +32,8 @@ def _loaded(name: str) -> Iterator[HFGenerator]:
     """A float32 generator for the module; its weights leave the process-wide cache afterwards."""
     gen = HFGenerator(name, device="cpu", dtype="float32")
     yield gen
-    for key in [k for k, (model, _tok) in hf._LOADED.items() if model is gen.model]:
-        del hf._LOADED[key]  # 6 GB for the 1.5B in float32: do not keep it for the other test files
+    for key in [k for k, (model, _tok) in hf_loading._LOADED.items() if model is gen.model]:
+        del hf_loading._LOADED[key]  # 6 GB for the 1.5B in float32: do not keep it for the other test files
 
 
 @pytest.fixture(scope="module")
