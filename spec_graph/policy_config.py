@@ -2,8 +2,11 @@
 
 Each policy is a small frozen pydantic model told apart by ``kind``; a short string works too
 (:func:`parse_policy`): ``"keyword"``, ``"never"``, ``"always"``, ``"uncertainty:0.5"``
-(top-1 probability below 0.5), ``"entropy:2.5"`` (entropy above 2.5 nats) or
-``"regex:<pattern>"``. The behaviour lives in :mod:`spec_graph.policies`.
+(top-1 probability below 0.5), ``"entropy:2.5"`` (entropy above 2.5 nats),
+``"regex:<pattern>"``, ``"verify:0.3"`` (the target checks each step; ``"verify:0.3:0.5"``: only
+steps with a token of top-1 probability below 0.5), ``"step-entropy:1.5"``
+(the entropy of a step's first token), ``"loop"`` (repetition), and combinations joined by
+``+`` (``"loop+verify:0.3"``: the first policy that acts decides). The behaviour lives in :mod:`spec_graph.policies`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 
 __all__ = [
     "AlwaysPolicyConfig",
+    "AnyPolicyConfig",
     "KeywordPolicyConfig",
+    "LoopPolicyConfig",
     "NeverPolicyConfig",
     "PolicyConfig",
     "RegexPolicyConfig",
+    "StepEntropyPolicyConfig",
     "UncertaintyPolicyConfig",
+    "VerifyPolicyConfig",
     "parse_policy",
 ]
 
@@ -93,6 +100,81 @@ class UncertaintyPolicyConfig(_Policy):
         return self
 
 
+class VerifyPolicyConfig(_Policy):
+    """The target checks every step the small model writes, at the cost of one catch-up.
+
+    The small model writes a step (to its next trigger string, at most ``step_tokens``); the
+    target scores it in one forward pass, the catch-up it needs anyway before writing. The step
+    is accepted up to its first token ``x`` with ``p(x) / max p < threshold`` under the target;
+    from there the target writes (to the end of the step, at most ``step_tokens``, or
+    ``stretch_tokens`` when set) and the small model goes on. ``threshold`` 0 accepts
+    everything (the small model alone); 1 accepts only the target's own choices (greedy: the
+    target alone). With ``gate``, only steps in which the small model was unsure of a token
+    (top-1 probability below ``gate``) are checked; the others are kept unread, and the target
+    catches up on them with the next check (one longer, cheaper prefill). Needs a local target
+    with the small model's tokenizer.
+    """
+
+    kind: Literal["verify"] = "verify"
+    threshold: float = Field(ge=0, le=1, description="Lowest p(x) / max p the target accepts, in [0, 1].")
+    step_tokens: int = Field(64, ge=1, description="Longest stretch the small model writes before a check.")
+    stretch_tokens: int | None = Field(
+        None, ge=1, description="Tokens the target writes after a rejection (default: to the step's end)."
+    )
+    gate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Check only steps with a token the small model gave a top-1 probability below this "
+        "(default: check every step).",
+    )
+
+
+class StepEntropyPolicyConfig(_Policy):
+    """The target writes a step when the small model is unsure how to start it.
+
+    At each trigger string the small model's distribution of the step's first token is
+    measured; when its entropy is above ``threshold`` nats the target writes the step (to its
+    next trigger string, at most ``step_tokens``), else the small model goes on.
+    """
+
+    kind: Literal["step_entropy"] = "step_entropy"
+    threshold: float = Field(gt=0, description="Entropy in nats above which the target writes the step.")
+    step_tokens: int = Field(64, ge=1, description="Longest step the target writes.")
+
+
+class LoopPolicyConfig(_Policy):
+    """The target takes over with a recap when the small model repeats itself.
+
+    At each trigger string: a loop is the last step (the text since the previous trigger
+    string, at least ``min_chars`` long) equal to an earlier step, or the last ``ngram`` words
+    already written earlier in the answer.
+    """
+
+    kind: Literal["loop"] = "loop"
+    ngram: int = Field(24, ge=2, description="Words of the trailing n-gram that must not repeat.")
+    min_chars: int = Field(16, ge=1, description="Shortest step whose repetition counts.")
+
+
+class AnyPolicyConfig(_Policy):
+    """Policies combined: each is asked in order, and the first that does not keep decides.
+
+    They share one probe per step (the first policy that asks writes it), so put the policy
+    whose probe the others can use first (``verify`` before ``step_entropy``).
+    """
+
+    kind: Literal["any"] = "any"
+    policies: tuple[PolicyConfig, ...] = Field(description="The policies, asked in order (at least two).")
+
+    @field_validator("policies")
+    @classmethod
+    def _at_least_two(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(value) < 2:
+            msg = "a combination needs at least two policies"
+            raise ValueError(msg)
+        return value
+
+
 class NeverPolicyConfig(_Policy):
     """The target never writes: the small model alone (a baseline)."""
 
@@ -106,13 +188,25 @@ class AlwaysPolicyConfig(_Policy):
 
 
 PolicyConfig = Annotated[
-    KeywordPolicyConfig | RegexPolicyConfig | UncertaintyPolicyConfig | NeverPolicyConfig | AlwaysPolicyConfig,
+    KeywordPolicyConfig
+    | RegexPolicyConfig
+    | UncertaintyPolicyConfig
+    | VerifyPolicyConfig
+    | StepEntropyPolicyConfig
+    | LoopPolicyConfig
+    | AnyPolicyConfig
+    | NeverPolicyConfig
+    | AlwaysPolicyConfig,
     Field(discriminator="kind"),
 ]
 """Any policy's settings, told apart by ``kind``."""
+AnyPolicyConfig.model_rebuild()
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(PolicyConfig)
-_SHORT = "'keyword', 'never', 'always', 'uncertainty:<p>', 'entropy:<nats>' or 'regex:<pattern>'"
+_SHORT = (
+    "'keyword', 'never', 'always', 'uncertainty:<p>', 'entropy:<nats>', 'verify:<p>[:<gate p>]', "
+    "'step-entropy:<nats>', 'loop', 'regex:<pattern>', or several joined by '+'"
+)
 
 
 def parse_policy(value: Any) -> Any:
@@ -124,19 +218,35 @@ def parse_policy(value: Any) -> Any:
     if isinstance(value, _Policy):
         return value
     if isinstance(value, str):
-        name, _, arg = value.strip().partition(":")
-        if name in ("keyword", "never", "always") and not arg:
+        text = value.strip()
+        if "+" in text and not text.startswith("regex:"):
+            parts = [p.strip() for p in text.split("+")]
+            if all(parts):
+                return AnyPolicyConfig(policies=tuple(parse_policy(p) for p in parts))
+        name, _, arg = text.partition(":")
+        if name in ("keyword", "never", "always", "loop") and not arg:
             return _ADAPTER.validate_python({"kind": name})
         if name == "regex" and arg:
             return RegexPolicyConfig(patterns=(arg,))
-        if name in ("uncertainty", "entropy") and arg:
-            try:
-                threshold = float(arg)
-            except ValueError:
-                threshold = None
-            if threshold is not None:
-                measure = "top1" if name == "uncertainty" else "entropy"
-                return UncertaintyPolicyConfig(threshold=threshold, measure=measure)
+        number = _number(arg)
+        if name in ("uncertainty", "entropy") and number is not None:
+            measure = "top1" if name == "uncertainty" else "entropy"
+            return UncertaintyPolicyConfig(threshold=number, measure=measure)
+        if name == "verify":
+            threshold, _, gate = arg.partition(":")
+            if (t := _number(threshold)) is not None and (not gate or _number(gate) is not None):
+                return VerifyPolicyConfig(threshold=t, gate=_number(gate))
+        if name == "step-entropy" and number is not None:
+            return StepEntropyPolicyConfig(threshold=number)
+        if name == "loop" and number is not None and number.is_integer():
+            return LoopPolicyConfig(ngram=int(number))
         msg = f"unknown policy {value!r}: use {_SHORT}, or a dict with 'kind'"
         raise ValueError(msg)
     return _ADAPTER.validate_python(value)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None

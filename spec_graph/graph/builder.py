@@ -9,20 +9,28 @@ from langgraph.runtime import Runtime
 
 from spec_graph.graph import nodes
 from spec_graph.graph.state import SpecContext, SpecInput, SpecState
+from spec_graph.policies import checks_every_step
 
 
 def route_start(state: SpecState, runtime: Runtime[SpecContext]) -> str:
     """1. The target writes first when the policy says so (the opening); else the small model starts."""
     ctx = runtime.context
     first = None if state.get("opening_done") else ctx.trigger_policy.start(ctx.config)
-    return "opening" if first is not None else "start"
+    if first is not None:
+        return "opening"
+    return "check" if checks_every_step(ctx.trigger_policy) else "start"
 
 
-def route_after_boundary(state: SpecState) -> str:
-    """3. Finished -> end; at a boundary the small model wrote -> classify; else keep writing."""
+def route_after_boundary(state: SpecState, runtime: Runtime[SpecContext]) -> str:
+    """3. Finished -> end; at a boundary -> classify; else keep writing.
+
+    A policy that checks every step (``verify``) is asked before anything the small model writes.
+    """
     if state.get("finish_reason"):
         return "finished"
-    return "boundary" if state.get("boundary") else "continue"
+    if state.get("boundary") or checks_every_step(runtime.context.trigger_policy):
+        return "boundary"
+    return "continue"
 
 
 def route_after_classify(state: SpecState) -> str:
@@ -62,7 +70,9 @@ def build_graph(*, checkpointer: Any = None, compile: bool = True, name: str = "
         nodes.finalize,
     ):
         g.add_node(node.__name__, node)
-    g.add_conditional_edges(START, route_start, {"opening": "target_intervene", "start": "small_generate"})
+    g.add_conditional_edges(
+        START, route_start, {"opening": "target_intervene", "start": "small_generate", "check": "classify_step"}
+    )
     g.add_edge("small_generate", "detect_boundary")
     g.add_conditional_edges(
         "detect_boundary",

@@ -17,6 +17,7 @@ from spec_graph.classification import StepCategory
 from spec_graph.classification import classify_step as classify
 from spec_graph.errors import RunCancelledError, describe
 from spec_graph.generators.base import GenerateRequest, Segment, Span, TokenStop
+from spec_graph.generators.scoring import TokenScores, score_tokens, scoring_session
 from spec_graph.graph.state import (
     Fallback,
     FinishReason,
@@ -27,7 +28,7 @@ from spec_graph.graph.state import (
     SpecState,
     Stretch,
 )
-from spec_graph.policies import Action, ProbeView, Step
+from spec_graph.policies import Action, ProbeView, Step, TargetScores
 
 Who = Literal["small", "target"]
 
@@ -189,6 +190,31 @@ def _intervention(
     )
 
 
+def _scored(state: SpecState, updates: dict[str, Any], scores: list[TokenScores]) -> dict[str, Any]:
+    """``updates`` plus the target's catch-up when it scored the probe."""
+    if scores:
+        now: Any = {**state, **updates}
+        updates["prefill_tokens"] = _bump(now, "prefill_tokens", "target", scores[0].prefill_tokens)
+        updates["model_seconds"] = _bump(now, "model_seconds", "target", scores[0].elapsed)
+    return updates
+
+
+def _head(runtime: Runtime[SpecContext], trace: list[Span], seg: Segment, n: int) -> list[Span]:
+    """The probe's first ``n`` tokens as a kept span (fewer where a character would be split)."""
+    small: Any = runtime.context.small  # token-level: the policy's scores came from this pairing
+    detok = small.detokenizer(small.context_ids(trace))
+    text, cut, cut_text = "", 0, ""
+    for i, token in enumerate(seg.token_ids[: min(n, seg.num_tokens)]):
+        piece = detok.push(token)
+        text += piece
+        if piece:  # the text of the first i + 1 tokens is complete
+            cut, cut_text = i + 1, text
+    if not cut:
+        return []
+    _emit(runtime, {"type": "text", "author": "small", "reason": "probe", "text": cut_text})
+    return [_span(runtime, "small", "probe", cut_text, seg.token_ids[:cut], False)]
+
+
 # -- nodes -------------------------------------------------------------------------------------
 def small_generate(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, Any]:
     """2. The small model writes until a boundary, its end of turn, the segment cap or the budget.
@@ -246,13 +272,15 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
     spans = _spans(state)
     injected: list[Span] = []
     written: list[Segment] = []
+    scores: list[TokenScores] = []
+    scorer = None if failed else scoring_session(ctx.target, ctx.small)
 
     def think() -> list[Span]:
         if cfg.think_prompt and not injected:
             injected.append(_injected(runtime, "think_prompt", cfg.think_prompt))
         return injected
 
-    def write_probe(tokens: int, logprobs: bool) -> ProbeView:
+    def write_probe(tokens: int, logprobs: bool, until_boundary: bool = False) -> ProbeView:
         # b. The small model writes a probe of n1 tokens (after the think prompt, if set),
         #    starting from what the last kept probe wrote past its boundary.
         if not written:
@@ -262,6 +290,7 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
                 leftover is not None
                 and not cfg.think_prompt
                 and not logprobs
+                and not until_boundary
                 and leftover["at"] == _chars(state)
                 and len(leftover["token_ids"]) <= n
                 and getattr(ctx.small, "supports_prefix", False)
@@ -274,13 +303,24 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
                     spans + think(),
                     n,
                     reason="probe",
-                    stop_at_trigger=False,
+                    stop_at_trigger=until_boundary,
                     live=False,
                     prefix=prefix,
                     logprobs=logprobs,
                 )
             )
         return ProbeView.of(written[0])
+
+    def score_probe() -> TargetScores:
+        # The target scores the probe: one forward pass, its catch-up on this text.
+        if not scores:
+            probe = written[0] if written else None
+            if probe is None:
+                write_probe(cfg.probe_tokens, False)
+                probe = written[0]
+            assert scorer is not None
+            scores.append(score_tokens(scorer, spans + injected, probe.token_ids))
+        return TargetScores(scores[0].logprobs, scores[0].log_ratios)
 
     step = Step(
         trace="".join(s["text"] for s in spans),
@@ -291,15 +331,21 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
         remaining=_remaining(state, ctx),
         config=cfg,
         write_probe=write_probe,
+        score_probe=score_probe if scorer is not None else None,
     )
     action = ctx.trigger_policy.decide(step)
     seg = written[0] if written else None
-    probed = _account(state, "small", seg, 0) if seg is not None else {}
+    intervening = action.kind == "intervene" and not failed and (seg is None or seg.finish_reason != "time")
+    head: list[Span] = []
+    if intervening and seg is not None and action.keep_tokens > 0:  # the probe's accepted start stays
+        head = _head(runtime, [*spans, *think()], seg, action.keep_tokens)
+    kept_head = len(head[0]["token_ids"]) if head else 0
+    probed = _scored(state, _account(state, "small", seg, kept_head) if seg is not None else {}, scores)
     # a. Too many negative steps: the target takes over with a recap.
     if action.kind == "takeover" and not failed:
         return {"decision": "takeover", "boundary": None, "spans": injected, **probed}
     # c. The target writes the stretch instead of the small model.
-    if action.kind == "intervene" and not failed and (seg is None or seg.finish_reason != "time"):
+    if intervening:
         think()
         probe = None
         if seg is not None:
@@ -313,14 +359,19 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
                 boundary=boundary,
                 finish_reason=finish,
             )
-        stretch = Stretch(tokens=action.tokens, category=action.category, sentiment=action.sentiment)
+        stretch = Stretch(
+            tokens=action.tokens,
+            category=action.category,
+            sentiment=action.sentiment,
+            until_boundary=action.until_boundary,
+        )
         return {
             "decision": "intervene",
             "probe": probe,
             "stretch": stretch,
             "leftover": None,
             "boundary": None,
-            "spans": injected,
+            "spans": [*injected, *head],
             **probed,
         }
     # d. Keep: the small model goes on (a flagged token is written after all).
@@ -342,7 +393,7 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
         "spans": [*injected, span],
         "boundary": "trigger" if boundary else None,
         "finish_reason": finish,
-        **_account(state, "small", seg, len(ids)),
+        **_scored(state, _account(state, "small", seg, len(ids)), scores),
     }
 
 
@@ -377,7 +428,8 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
     probe = state.get("probe")
     n1 = min(stretch["tokens"], _remaining(state, ctx))
     live = cfg.choose_large or probe is None  # else the probe may still win: shown once chosen
-    seg = _write(runtime, "target", spans, n1, reason="intervention", stop_at_trigger=False, live=live)
+    until_boundary = bool(stretch.get("until_boundary"))
+    seg = _write(runtime, "target", spans, n1, reason="intervention", stop_at_trigger=until_boundary, live=live)
     action = Action("intervene", stretch["tokens"], stretch["category"], stretch["sentiment"])
     view = ProbeView(probe["text"], list(probe["kept_ids"])) if probe else None
     keep_target = policy.keep_target(view, action, seg.text, cfg)
@@ -430,7 +482,8 @@ def target_intervene(state: SpecState, runtime: Runtime[SpecContext]) -> dict[st
         out.update(_account(now, "target", seg2, seg2.num_tokens))  # type: ignore[arg-type]
         out.update(_fallback(now, "target_intervene", seg2))  # type: ignore[arg-type]
     last = out["spans"][-1]
-    out["boundary"] = "trigger" if last["author"] == "small" and last["boundary"] else None
+    step_written = keep_target and until_boundary and seg.finish_reason == "trigger" and len(out["spans"]) == 1
+    out["boundary"] = "trigger" if (last["author"] == "small" and last["boundary"]) or step_written else None
     return out
 
 

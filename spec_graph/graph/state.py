@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import GeneratorSession, Span
 from spec_graph.generators.drafting import maybe_drafting
+from spec_graph.generators.scoring import scoring_session
 from spec_graph.policies import TriggerPolicy, build_policy
 
 FinishReason = Literal["eos", "length", "time", "stop"]
@@ -58,6 +59,8 @@ class Stretch(TypedDict):
     tokens: int
     category: str
     sentiment: int
+    until_boundary: NotRequired[bool]
+    """The stretch also ends at the first trigger string the target writes."""
 
 
 class Leftover(TypedDict):
@@ -150,6 +153,12 @@ class SpecContext:
         """Build the policy from the config when none is given; pair the sessions for drafting."""
         if self.policy is None:
             self.policy = build_policy(self.config.policy)
+        if getattr(self.policy, "needs_target_scores", False) and scoring_session(self.target, self.small) is None:
+            msg = (
+                f"the {self.policy.name} policy needs the target to score the small model's tokens: a local "
+                "target model with the small model's tokenizer (not a served model, not another tokenizer)"
+            )
+            raise ValueError(msg)
         # The target writes its stretches by draft-and-verify when the config and the models allow.
         self.target = maybe_drafting(self.target, self.small, self.config.target_drafting)
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from spec_graph import SpeculativeThinker, resolve_config
-from spec_graph.generators import hf_loading
+from spec_graph.generators import GenerateRequest, Span, hf_loading
 from spec_graph.generators.hf import HFGenerator
+from spec_graph.generators.scoring import score_tokens
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +89,49 @@ def test_greedy_runs_with_and_without_drafting_are_identical(
     on, off = runs
     assert [(s["author"], s["token_ids"]) for s in on.spans] == [(s["author"], s["token_ids"]) for s in off.spans]
     assert on.draft_tokens.get("drafted", 0) > 0 and off.draft_tokens == {}
+
+
+# -- the verify policy: the target scores each step of the small model ---------------------------
+def all_ids(result) -> list[int]:
+    return [i for s in result.spans for i in s["token_ids"]]
+
+
+def without_eos(ids: list[int], gen: HFGenerator) -> list[int]:
+    return [t for t in ids if t not in gen.eos_token_ids]
+
+
+def test_verify_at_its_strictest_is_the_targets_greedy_text(small: HFGenerator, target: HFGenerator) -> None:
+    cfg = {"policy": "verify:1.0", "temperature": 0.0, "max_new_tokens": N}
+    result = SpeculativeThinker(small, target, cfg).run(messages(QUESTIONS[1]))
+    assert without_eos(all_ids(result), target) == without_eos(greedy(target, QUESTIONS[1]), target)
+    assert result.output_tokens["small"] > 0  # the 0.5B's words the 1.5B agrees with stay
+    assert result.interventions and {i["category"] for i in result.interventions} == {"rejected"}
+
+
+def test_verify_at_its_loosest_is_the_small_models_greedy_text(small: HFGenerator, target: HFGenerator) -> None:
+    cfg = {"policy": "verify:0", "temperature": 0.0, "max_new_tokens": N}
+    result = SpeculativeThinker(small, target, cfg).run(messages(QUESTIONS[1]))
+    assert without_eos(all_ids(result), small) == without_eos(greedy(small, QUESTIONS[1]), small)
+    assert result.interventions == [] and result.prefill_tokens["target"] > 0
+
+
+def test_after_a_rejection_both_caches_continue_like_a_fresh_prefill(small: HFGenerator, target: HFGenerator) -> None:
+    """Score a probe, keep its start, let the target write and the small model go on: each
+    session's next tokens equal those of a new session prefilling the same text."""
+    msgs = messages(QUESTIONS[0])
+    run_small, run_target = small.start(msgs), target.start(msgs)
+    probe = run_small.generate([], GenerateRequest(max_tokens=16, stop_at_trigger=False))
+    scores = score_tokens(run_target, [], probe.token_ids)
+    assert len(scores.logprobs) == 16 and max(scores.log_ratios) <= 0
+    head = [_span("small", small, probe.token_ids[:6])]  # rejected after six tokens
+    req = GenerateRequest(max_tokens=8, stop_at_trigger=False)
+    wrote = run_target.generate(head, req)
+    assert wrote.prefill_tokens <= 1  # the scored tokens stayed cached: only the last one runs again for its logits
+    assert wrote.token_ids == target.start(msgs).generate(head, req).token_ids
+    trace = [*head, _span("target", target, wrote.token_ids)]
+    assert run_small.generate(trace, req).token_ids == small.start(msgs).generate(trace, req).token_ids
+
+
+def _span(author: str, gen: HFGenerator, ids: list[int]) -> Span:
+    text = gen.decode(ids)
+    return Span(author=author, reason="test", text=text, token_ids=ids, tokenizer=gen.tokenizer_key, boundary=False)

@@ -871,6 +871,7 @@ def test_mermaid_drawing_has_the_nodes_and_labelled_edges() -> None:
     assert edges == {
         ("__start__", "start", "small_generate"),
         ("__start__", "opening", "target_intervene"),
+        ("__start__", "check", "classify_step"),
         ("detect_boundary", "finished", "finalize"),
         ("detect_boundary", "boundary", "classify_step"),
         ("detect_boundary", "continue", "small_generate"),

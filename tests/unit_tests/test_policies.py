@@ -282,7 +282,7 @@ def test_keyword_policy_decisions_on_probes() -> None:
             output_tokens={},
             remaining=10,
             config=config,
-            write_probe=lambda _n, _lp: __import__("spec_graph.policies").policies.ProbeView(probe, []),
+            write_probe=lambda _n, _lp, _ub: __import__("spec_graph.policies").policies.ProbeView(probe, []),
         )
 
     assert policy.decide(step(" Wait, that is")).kind == "intervene"
