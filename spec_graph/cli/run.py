@@ -64,7 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         type=_policy,
         default=None,
         help="trigger policy instead of the preset's keyword rule: keyword, uncertainty:<p>, entropy:<nats>, "
-        "regex:<pattern>, never (the small model alone) or always (the target alone, drafted by the small model)",
+        "verify:<p>[:<gate>] (the target checks each step), step-entropy:<nats>, loop, regex:<pattern>, "
+        "never (the small model alone), always (the target alone, drafted by the small model), "
+        "or several joined by '+' (e.g. loop+verify:0.3)",
     )
     p.add_argument("--max-new-tokens", type=_positive_int, default=256, help="generated-token budget (default 256)")
     p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default 0)")
