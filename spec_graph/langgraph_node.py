@@ -40,6 +40,7 @@ from spec_graph._streaming import Assembler
 from spec_graph.chat_model import SpeculativeThinkingChatModel, speculation_events
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import SpecContext
+from spec_graph.policies import TriggerPolicy
 from spec_graph.thinker import SpecResult
 
 __all__ = ["chat_model_node", "subgraph_node"]
@@ -95,6 +96,11 @@ def chat_model_node(
     return RunnableLambda(node, afunc=anode, name=name)
 
 
+CANCEL_KEY = "spec_graph_cancel"
+"""``config["configurable"][CANCEL_KEY]``: a :class:`threading.Event` that, once set, ends the
+subgraph node's run at the next token (:class:`~spec_graph.errors.RunCancelledError`)."""
+
+
 def subgraph_node(
     model: SpeculativeThinkingChatModel,
     *,
@@ -109,7 +115,8 @@ def subgraph_node(
     The models, configuration, stop strings and output conventions (content, reasoning,
     usage and metadata) are those of ``model``; the graph runs in the node with the parent's
     config (callbacks, checkpointer, ``subgraphs=True`` streaming) and a recursion limit of
-    :func:`~spec_graph.graph.recursion_limit` for the token budget.
+    :func:`~spec_graph.graph.recursion_limit` for the token budget. A policy object set on the
+    model is used; an event under ``config["configurable"][CANCEL_KEY]`` cancels the run.
 
     Args:
         model: supplies the two models and the settings.
@@ -156,7 +163,11 @@ def subgraph_node(
                 emit(assembler.feed(str(event["author"]), str(event["text"])))
 
         small, target = small_gen.start(plan.messages), target_gen.start(plan.messages)
-        ctx = SpecContext.create(small, target, plan.config, stop=plan.stop, on_event=on_event)
+        own = model.policy if isinstance(model.policy, TriggerPolicy) else None  # the model's policy object
+        cancel = (config.get("configurable") or {}).get(CANCEL_KEY)
+        ctx = SpecContext.create(
+            small, target, plan.config, stop=plan.stop, on_event=on_event, cancel=cancel, policy=own
+        )
         inner_config: dict[str, Any] = {**config, "recursion_limit": recursion_limit(plan.config.max_new_tokens)}
         inner_config.pop("run_id", None)
         t0 = time.perf_counter()

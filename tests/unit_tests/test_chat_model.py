@@ -512,6 +512,25 @@ def test_subgraph_node_shows_inner_nodes() -> None:
     assert {"small_generate", "classify_step", "target_intervene", "finalize"} <= names
 
 
+def test_subgraph_node_uses_the_models_policy_object_and_can_be_cancelled() -> None:
+    import threading
+
+    from spec_graph.errors import RunCancelledError
+    from spec_graph.langgraph_node import CANCEL_KEY
+    from spec_graph.policies import AlwaysPolicy
+
+    model = scripted(PLAIN_SMALL, PLAIN_TARGET, policy=AlwaysPolicy())
+    out = _parent(subgraph_node(model)).invoke({"messages": [("user", "q")]}, {"configurable": {"thread_id": "p"}})
+    message = out["messages"][-1]
+    assert message.content == PLAIN_TARGET  # the target alone: the policy object was used
+    assert set(message.response_metadata["authors"]) == {"target"}
+    cancel = threading.Event()
+    cancel.set()
+    config = {"configurable": {"thread_id": "c", CANCEL_KEY: cancel}}
+    with pytest.raises(RunCancelledError):
+        _parent(subgraph_node(scripted(PLAIN_SMALL, PLAIN_TARGET))).invoke({"messages": [("user", "q")]}, config)
+
+
 def test_node_needs_messages() -> None:
     with pytest.raises(ValueError, match="no messages"):
         chat_model_node(scripted(PLAIN_SMALL)).invoke({"messages": []})
