@@ -17,7 +17,7 @@ from spec_graph.classification import StepCategory
 from spec_graph.classification import classify_step as classify
 from spec_graph.errors import RunCancelledError, describe
 from spec_graph.generators.base import GenerateRequest, Segment, Span, TokenStop
-from spec_graph.generators.scoring import TokenScores, score_tokens, scoring_session
+from spec_graph.generators.scoring import TokenScores, score_tokens
 from spec_graph.graph.state import (
     Fallback,
     FinishReason,
@@ -273,7 +273,7 @@ def classify_step(state: SpecState, runtime: Runtime[SpecContext]) -> dict[str, 
     injected: list[Span] = []
     written: list[Segment] = []
     scores: list[TokenScores] = []
-    scorer = None if failed else scoring_session(ctx.target, ctx.small)
+    scorer = None if failed else ctx.scorer
 
     def think() -> list[Span]:
         if cfg.think_prompt and not injected:

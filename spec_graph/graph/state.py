@@ -148,12 +148,16 @@ class SpecContext:
     """Set from another thread to end the run at the next token."""
     policy: TriggerPolicy | None = None
     """Decides when the target writes (default: built from ``config.policy``)."""
+    scorer: Any = field(init=False, default=None)
+    """The target's token-level session when it can score the small model's tokens (same
+    tokenizer, local), else ``None``; set once per run."""
 
     def __post_init__(self) -> None:
         """Build the policy from the config when none is given; pair the sessions for drafting."""
         if self.policy is None:
             self.policy = build_policy(self.config.policy)
-        if getattr(self.policy, "needs_target_scores", False) and scoring_session(self.target, self.small) is None:
+        self.scorer = scoring_session(self.target, self.small)
+        if getattr(self.policy, "needs_target_scores", False) and self.scorer is None:
             msg = (
                 f"the {self.policy.name} policy needs the target to score the small model's tokens: a local "
                 "target model with the small model's tokenizer (not a served model, not another tokenizer)"
