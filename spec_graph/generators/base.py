@@ -37,6 +37,68 @@ class Span(TypedDict):
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a model can do beyond the protocol's calls, declared by its generator and session classes.
+
+    Code that chooses a path (replay a prefix, stop on a token condition, draft, score) reads
+    these fields instead of probing for methods; a request never asks a session for what it
+    does not declare.
+    """
+
+    prefix: bool = False
+    """Requests may carry :attr:`GenerateRequest.prefix_ids` (tokens it wrote and still caches)."""
+    token_stop: bool = False
+    """Requests may carry a :class:`TokenStop` (it sees each next-token distribution)."""
+    logprobs: bool = False
+    """``GenerateRequest.logprobs`` fills :attr:`Segment.logprobs` and :attr:`Segment.top1_probs`."""
+    entropies: bool = False
+    """...and :attr:`Segment.entropies` (it sees the whole distribution, not only its top tokens)."""
+    token_ids: bool = False
+    """:attr:`Segment.token_ids` are the model's own ids (else placeholders, ``-1``)."""
+    drafting: bool = False
+    """Token-level access (:class:`~spec_graph.generators.drafting.TokenLevelSession`): it can
+    draft for, be drafted for by, or score the tokens of a model with the same tokenizer."""
+
+
+NO_CAPABILITIES = Capabilities()
+"""What a session that declares nothing can do: the protocol's calls only."""
+
+
+class DeclaresCapabilities:
+    """A base for generator and session classes: ``capabilities`` (none unless overridden).
+
+    It also keeps the ``supports_*`` names that code read before :class:`Capabilities` existed
+    (read ``capabilities`` instead).
+    """
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this model can do (see :class:`Capabilities`)."""
+        return NO_CAPABILITIES
+
+    @property
+    def supports_prefix(self) -> bool:
+        """``capabilities.prefix``."""
+        return self.capabilities.prefix
+
+    @property
+    def supports_token_stop(self) -> bool:
+        """``capabilities.token_stop``."""
+        return self.capabilities.token_stop
+
+    @property
+    def supports_drafting(self) -> bool:
+        """``capabilities.drafting``."""
+        return self.capabilities.drafting
+
+
+def capabilities_of(model: object) -> Capabilities:
+    """The capabilities a generator or session declares (none for one of your own that declares none)."""
+    declared = getattr(model, "capabilities", None)
+    return declared if isinstance(declared, Capabilities) else NO_CAPABILITIES
+
+
+@dataclass(frozen=True)
 class TokenStop:
     """A boundary that is not a string: stop *before* a token the model is unsure of.
 
@@ -81,14 +143,14 @@ class GenerateRequest:
     prefix_ids: list[int] = field(default_factory=list)
     """Tokens this session already wrote right after ``trace`` (still in its cache): they
     start the segment as if written now, without being sampled or run again. Only for
-    sessions whose ``supports_prefix`` is true."""
+    sessions whose :attr:`Capabilities.prefix` is true."""
     prefix_text: str = ""
     """The text of ``prefix_ids``."""
     logprobs: bool = False
     """Fill :attr:`Segment.logprobs` and :attr:`Segment.top1_probs` (and, where the model
     gives the whole distribution, :attr:`Segment.entropies`)."""
     token_stop: TokenStop | None = None
-    """Also stop before a token this condition flags (sessions whose ``supports_token_stop``
+    """Also stop before a token this condition flags (sessions whose :attr:`Capabilities.token_stop`
     is true)."""
 
     def interrupted(self) -> SegmentFinish | None:
@@ -143,7 +205,12 @@ class Segment:
 
 @runtime_checkable
 class GeneratorSession(Protocol):
-    """One run's view of one model."""
+    """One run's view of one model.
+
+    Beyond these calls, a session declares what else it can do in a ``capabilities`` attribute
+    (a :class:`Capabilities`; see :class:`DeclaresCapabilities`); one that declares nothing is
+    asked for nothing more (:func:`capabilities_of`).
+    """
 
     @property
     def prompt_tokens(self) -> int:

@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
-from spec_graph.generators.base import GenerateRequest, Segment, Span
+from spec_graph.generators.base import (
+    Capabilities,
+    DeclaresCapabilities,
+    GenerateRequest,
+    Segment,
+    Span,
+    capabilities_of,
+)
 from spec_graph.generators.writer import SegmentWriter
 
 __all__ = ["DraftStats", "DraftingSession", "TokenLevelSession", "can_draft"]
@@ -79,8 +86,8 @@ def can_draft(target: object, drafter: object) -> bool:
     return (
         isinstance(target, TokenLevelSession)
         and isinstance(drafter, TokenLevelSession)
-        and getattr(target, "supports_drafting", False)
-        and getattr(drafter, "supports_drafting", False)
+        and capabilities_of(target).drafting
+        and capabilities_of(drafter).drafting
         and target.tokenizer_key == drafter.tokenizer_key
     )
 
@@ -102,7 +109,7 @@ class DraftStats:
         return self.accepted / self.drafted if self.drafted else 0.0
 
 
-class DraftingSession:
+class DraftingSession(DeclaresCapabilities):
     """The target's session, writing by draft-and-verify with the small model's session.
 
     It stands in for the target's session in a run; calls that need per-token statistics,
@@ -114,8 +121,6 @@ class DraftingSession:
         draft_tokens: the first draft length.
         max_draft_tokens: the longest draft.
     """
-
-    supports_drafting = False  # a drafting session does not draft for another
 
     def __init__(
         self,
@@ -147,14 +152,9 @@ class DraftingSession:
         return str(self.target.tokenizer_key)
 
     @property
-    def supports_prefix(self) -> bool:
-        """As the target."""
-        return bool(getattr(self.target, "supports_prefix", False))
-
-    @property
-    def supports_token_stop(self) -> bool:
-        """As the target."""
-        return bool(getattr(self.target, "supports_token_stop", False))
+    def capabilities(self) -> Capabilities:
+        """The target's, except drafting: a drafting session does not draft for another."""
+        return replace(capabilities_of(self.target), drafting=False)
 
     def close(self) -> None:
         """Close the target's session (the small model's is closed by its owner)."""

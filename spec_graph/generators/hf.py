@@ -24,7 +24,7 @@ from transformers.generation.logits_process import (
 )
 
 from spec_graph.generators import hf_cache, precision
-from spec_graph.generators.base import GenerateRequest, Segment, Span
+from spec_graph.generators.base import Capabilities, DeclaresCapabilities, GenerateRequest, Segment, Span
 from spec_graph.generators.hf_decoding import Detokenizer, TokenStats
 from spec_graph.generators.hf_loading import (  # the loading API lives there; re-exported
     _check_local_path,
@@ -43,9 +43,13 @@ PLAIN_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}Assistant: {% endif %}"
 )
 """A minimal template for models that ship none (pass it as ``chat_template=``)."""
+HF_CAPABILITIES = Capabilities(
+    prefix=True, token_stop=True, logprobs=True, entropies=True, token_ids=True, drafting=True
+)
+"""What a local transformers model can do: everything."""
 
 
-class HFGenerator:
+class HFGenerator(DeclaresCapabilities):
     """A local transformers causal LM.
 
     Args:
@@ -140,12 +144,14 @@ class HFGenerator:
     @property
     def device(self) -> torch.device:
         """Where the model's weights are."""
-        return next(self.model.parameters()).device
+        param: torch.nn.Parameter = next(self.model.parameters())
+        return param.device
 
     @property
     def dtype(self) -> torch.dtype:
         """The dtype of the model's (unquantized) weights and activations."""
-        return next(self.model.parameters()).dtype
+        param: torch.nn.Parameter = next(self.model.parameters())
+        return param.dtype
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -191,6 +197,11 @@ class HFGenerator:
             )
         )
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Those of its sessions (:data:`HF_CAPABILITIES`)."""
+        return HF_CAPABILITIES
+
     def start(self, messages: Sequence[Mapping[str, Any]]) -> HFSession:
         """Open a session: render and tokenize the prompt (no model work yet).
 
@@ -208,7 +219,7 @@ class HFGenerator:
         return HFSession(self, prompt)
 
 
-class HFSession:
+class HFSession(DeclaresCapabilities):
     """One run of an :class:`HFGenerator`: the run's token ids, KV cache and random state."""
 
     def __init__(self, gen: HFGenerator, prompt_ids: list[int]) -> None:
@@ -226,13 +237,10 @@ class HFSession:
         """Tokens of the rendered prompt."""
         return len(self._prompt)
 
-    supports_prefix = True
-    """Requests may carry a prefix of tokens this session wrote and still caches."""
-    supports_token_stop = True
-    """Requests may carry a :class:`~spec_graph.generators.base.TokenStop`."""
-    supports_drafting = True
-    """Token-level access (:class:`~spec_graph.generators.drafting.TokenLevelSession`): the
-    session can draft for, or be drafted for by, a model with the same tokenizer."""
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything: a prefix it still caches, token stops, whole distributions, token-level access."""
+        return HF_CAPABILITIES
 
     @property
     def tokenizer_key(self) -> str:

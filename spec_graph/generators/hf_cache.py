@@ -59,7 +59,8 @@ def forward_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache | No
     else:
         model_class: Any = type(model)  # a class is hashable: the lookup is cached per model class
         out = model(input_ids=input_ids, use_cache=True, logits_to_keep=keep, **{_cache_kwarg(model_class): cache})
-    return out.logits[0, -keep:, :].float()
+    logits: torch.Tensor = out.logits[0, -keep:, :].float()
+    return logits
 
 
 def forward_last_logits(model: Any, input_ids: torch.Tensor, cache: DynamicCache | None) -> torch.Tensor:

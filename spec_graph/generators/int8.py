@@ -57,8 +57,8 @@ class Int8WeightLinear(nn.Module):
             y = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scale)  # (M, N)
         else:
             y = nn.functional.linear(rows, self.qweight.to(torch.bfloat16)) * self.scale
-        y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
-        return y if self.bias is None else y + self.bias.to(x.dtype)
+        out: torch.Tensor = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
 
     def extra_repr(self) -> str:
         """Sizes, as ``nn.Linear`` shows them."""

@@ -31,87 +31,33 @@ A call past its ``deadline`` returns what it has with finish ``"time"`` instead.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import math
 import os
-import re
 import threading
-import time
-import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import httpx
-
-from spec_graph.generators.base import GenerateRequest, Segment, Span
-from spec_graph.generators.remote_call import Call, RemoteGeneratorError
+from spec_graph.generators.base import Capabilities, DeclaresCapabilities, GenerateRequest, Segment, Span
+from spec_graph.generators.remote_call import Call, Plan
+from spec_graph.generators.remote_errors import RemoteGeneratorError
+from spec_graph.generators.remote_http import Server
+from spec_graph.generators.remote_options import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    MODEL_ENV,
+    Api,
+    Engine,
+    PromptFormat,
+    RemoteOptions,
+    from_env,
+    normalize_base_url,
+)
+from spec_graph.generators.remote_tokenizer import ServedTokenizer, load_tokenizer, names_local_model
 from spec_graph.generators.tokens import TraceIds, tokenizer_key
-
-BASE_URL_ENV = ("SPEC_GRAPH_BASE_URL", "OPENAI_BASE_URL")
-"""Environment variables read, in order, when no ``base_url`` is given."""
-API_KEY_ENV = ("SPEC_GRAPH_API_KEY", "OPENAI_API_KEY")
-"""Environment variables read, in order, when no ``api_key`` is given."""
-MODEL_ENV = "SPEC_GRAPH_MODEL"
-"""Environment variable naming the served model when no ``model`` is given."""
-
-Engine = Literal["auto", "generic", "vllm", "sglang"]
-Api = Literal["completions", "chat"]
-PromptFormat = Literal["text", "ids"]
-
-_PIECE_RE = re.compile(r"\n+|\s?[^\s]+|\s")
-_TOKENIZERS: dict[str, Any] = {}
-_TOKENIZERS_LOCK = threading.Lock()
-
-
-# -- tokenizers --------------------------------------------------------------------------------
-def _local_model_path(name: str) -> str | None:
-    """The local folder of an embedded model name or an existing folder, else ``None``."""
-    from spec_graph import models
-
-    if models.is_embedded(name):
-        return str(models.ensure_model(name))
-    path = Path(name).expanduser()
-    return str(path) if path.is_dir() else None
-
-
-def _names_local_model(name: str) -> bool:
-    from spec_graph import models
-
-    return models.is_embedded(name) or Path(name).expanduser().is_dir()
-
-
-def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
-    """A tokenizer (loaded once per process) from an embedded model name, a folder or a hub id."""
-    path = _local_model_path(str(spec)) or str(spec)
-    with _TOKENIZERS_LOCK:
-        if path not in _TOKENIZERS:
-            from transformers import AutoTokenizer
-
-            _TOKENIZERS[path] = AutoTokenizer.from_pretrained(path)
-        return _TOKENIZERS[path]
-
-
-def _strip_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def normalize_base_url(url: str) -> str:
-    """``http://host:8000`` -> ``http://host:8000/v1``; a URL with a path is kept (minus a final ``/``)."""
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    if urlsplit(url).path in ("", "/"):
-        url += "/v1"
-    return url
 
 
 # -- the generator -----------------------------------------------------------------------------
-class RemoteGenerator:
+class RemoteGenerator(DeclaresCapabilities):
     """A model served behind an OpenAI-compatible API.
 
     Args:
@@ -176,245 +122,139 @@ class RemoteGenerator:
         name: str | None = None,
     ) -> None:
         """Check the settings; nothing is sent until the first call."""
-        url = base_url or next((os.environ[k] for k in BASE_URL_ENV if os.environ.get(k)), None)
+        url = base_url or from_env(BASE_URL_ENV)
         if not url:
             msg = f"no server given: pass base_url= or set {' or '.join(BASE_URL_ENV)}"
             raise ValueError(msg)
-        if api not in ("completions", "chat"):
-            msg = f"api must be 'completions' or 'chat', got {api!r}"
-            raise ValueError(msg)
-        if prompt_format not in ("text", "ids"):
-            msg = f"prompt_format must be 'text' or 'ids', got {prompt_format!r}"
-            raise ValueError(msg)
-        if engine not in ("auto", "generic", "vllm", "sglang"):
-            msg = f"engine must be 'auto', 'generic', 'vllm' or 'sglang', got {engine!r}"
-            raise ValueError(msg)
-        if retries < 0 or timeout <= 0 or connect_timeout <= 0 or backoff < 0:
-            msg = "retries and backoff must be >= 0, timeouts > 0"
-            raise ValueError(msg)
-        if max_concurrency is not None and max_concurrency < 1:
-            msg = f"max_concurrency must be >= 1, got {max_concurrency}"
-            raise ValueError(msg)
-        self.base_url = normalize_base_url(url)
-        self.url = _strip_userinfo(self.base_url)
-        """The base URL without credentials (for messages)."""
-        self._api_key = api_key or next((os.environ[k] for k in API_KEY_ENV if os.environ.get(k)), None)
-        self._model = model or os.environ.get(MODEL_ENV) or None
-        if tokenizer is None and self._model is not None and _names_local_model(self._model):
-            tokenizer = self._model  # an embedded model name or a folder: its tokenizer is here
+        self.options = RemoteOptions(
+            api=api,
+            prompt_format=prompt_format,
+            engine=engine,
+            stream=stream,
+            logprobs=logprobs,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            max_concurrency=max_concurrency,
+            context_window=context_window,
+            extra_body=dict(extra_body or {}),
+            name=name,
+        )
+        model = model or os.environ.get(MODEL_ENV) or None
+        if tokenizer is None and model is not None and names_local_model(model):
+            tokenizer = model  # an embedded model name or a folder: its tokenizer is here
         if tokenizer is False:
             tokenizer = None
-        self._tokenizer_spec = tokenizer
-        self._tokenizer: Any = None if isinstance(tokenizer, str | os.PathLike) else tokenizer
         if prompt_format == "ids" and tokenizer is None:
             msg = "prompt_format='ids' needs the model's tokenizer (tokenizer=...)"
             raise ValueError(msg)
-        self.chat_template = chat_template
-        self.api, self.prompt_format, self.engine = api, prompt_format, engine
-        self.stream, self.logprobs = stream, logprobs
-        self.timeout, self.connect_timeout = timeout, connect_timeout
-        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
-        self.max_concurrency = max_concurrency
-        self.context_window = context_window
-        self.extra_body = dict(extra_body or {})
-        self._headers = {"Content-Type": "application/json", **dict(headers or {})}
-        if self._api_key:
-            self._headers["Authorization"] = f"Bearer {self._api_key}"
-        self._name = name
-        self._lock = threading.Lock()
-        self._tok_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
-        self._client: httpx.Client | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._aslots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._resolved = engine != "auto" and self._model is not None
+        self.tokens = ServedTokenizer(tokenizer, chat_template, lambda: self.name)
+        """The served model's tokenizer on this side (or none)."""
+        api_key = api_key or from_env(API_KEY_ENV)
+        sent = {"Content-Type": "application/json", **dict(headers or {})}
+        if api_key:
+            sent["Authorization"] = f"Bearer {api_key}"
+        self.server = Server(normalize_base_url(url), self.options, model=model, headers=sent)
+        """The server: client, concurrency cap, the model's name and engine."""
 
     def __repr__(self) -> str:
-        return f"RemoteGenerator(model={self._model!r}, base_url={self.url!r}, api={self.api!r})"
+        return f"RemoteGenerator(model={self.server.model_name!r}, base_url={self.url!r}, api={self.api!r})"
 
     # -- identity ----------------------------------------------------------------------------
     @property
     def model(self) -> str:
         """The served model's name (asks the server when none was given)."""
-        if self._model is None:
-            self.resolve()
-        assert self._model is not None
-        return self._model
+        if self.server.model_name is None:
+            self.server.resolve()
+        assert self.server.model_name is not None
+        return self.server.model_name
 
     @property
     def name(self) -> str:
         """Display name."""
-        return self._name or self._model or self.url
+        return self.options.name or self.server.label
 
+    @property
+    def base_url(self) -> str:
+        """The server's base URL (``.../v1``)."""
+        return self.server.base_url
+
+    @property
+    def url(self) -> str:
+        """The base URL without credentials (for messages)."""
+        return self.server.url
+
+    @property
+    def engine(self) -> Engine:
+        """``"vllm"``, ``"sglang"`` or ``"generic"`` (``"auto"`` until the server is asked)."""
+        return self.server.engine
+
+    @property
+    def api(self) -> Api:
+        """``"completions"`` or ``"chat"``."""
+        return self.options.api
+
+    @property
+    def prompt_format(self) -> PromptFormat:
+        """``"text"`` or ``"ids"``."""
+        return self.options.prompt_format
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's context length, when given."""
+        return self.options.context_window
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Log-probabilities of the top tokens; the model's token ids only with a local tokenizer."""
+        return Capabilities(logprobs=True, token_ids=self.tokens.given)
+
+    # -- text <-> ids (the local tokenizer) --------------------------------------------------
     @property
     def tokenizer(self) -> Any:
         """The local tokenizer of the served model, or ``None``."""
-        if self._tokenizer is None and self._tokenizer_spec is not None:
-            self._tokenizer = load_tokenizer(self._tokenizer_spec)
-        return self._tokenizer
+        return self.tokens.tokenizer
 
     @property
     def tokenizer_key(self) -> str:
         """The local tokenizer's key (as HFGenerator computes it), else one unique to the server and model."""
-        tok = self.tokenizer
-        if tok is not None:
-            return tokenizer_key(tok)
-        return f"remote:{self.url}#{self.model}"
+        return self.tokens.key(lambda: f"remote:{self.url}#{self.model}")
 
     @property
     def eos_token_id(self) -> int | None:
         """The tokenizer's end-of-turn id (added to the ids of a call that ended its turn)."""
-        tok = self.tokenizer
-        return None if tok is None else tok.eos_token_id
+        return self.tokens.eos_token_id
 
-    # -- text <-> ids ------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens (needs a tokenizer)."""
-        tok = self.tokenizer
-        if tok is None:
-            msg = f"{self.name!r} has no local tokenizer (pass tokenizer=)"
-            raise ValueError(msg)
-        with self._tok_lock:
-            return list(tok(text, add_special_tokens=False)["input_ids"])
+        return self.tokens.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``, special tokens kept (needs a tokenizer)."""
-        with self._tok_lock:
-            return str(self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False))
-
-    def pieces(self, text: str) -> list[str]:
-        """``text`` split into tokens (the local tokenizer's, else word-like pieces)."""
-        if self.tokenizer is not None:
-            with self._tok_lock:
-                enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            ends = sorted({e for _, e in enc["offset_mapping"] if 0 < e <= len(text)})
-            if ends:
-                if ends[-1] != len(text):
-                    ends.append(len(text))
-                return [text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-        return _PIECE_RE.findall(text) or ([text] if text else [])
+        return self.tokens.decode(ids)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text``: exact with a tokenizer, else estimated (4 characters a token)."""
-        if self.tokenizer is not None:
-            return len(self.encode(text))
-        return math.ceil(len(text) / 4)
+        return self.tokens.count(text)
 
     def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The conversation in the model's chat template, ending with the assistant's turn."""
-        tok = self.tokenizer
-        template = self.chat_template or getattr(tok, "chat_template", None)
-        if not template:
-            msg = (
-                f"{self.name!r} needs a chat template to render the prompt: pass tokenizer= (a tokenizer "
-                "with a chat template), chat_template=, or api='chat' to let the server render it"
-            )
-            raise ValueError(msg)
-        convo = [dict(m) for m in messages]
-        if tok is not None:
-            with self._tok_lock:
-                return str(
-                    tok.apply_chat_template(convo, chat_template=template, tokenize=False, add_generation_prompt=True)
-                )
-        from transformers.utils.chat_template_utils import render_jinja_template
-
-        rendered = render_jinja_template([convo], chat_template=template, add_generation_prompt=True)[0]
-        return str(rendered[0])
+        return self.tokens.render(messages)
 
     # -- server ------------------------------------------------------------------------------
-    def _http_timeout(self, deadline: float | None) -> httpx.Timeout:
-        """Per-read and connect timeouts, shortened so that a wait never outlasts the deadline."""
-        read, connect = self.timeout, self.connect_timeout
-        if deadline is not None:
-            left = max(0.05, deadline - time.monotonic() + 0.05)
-            read, connect = min(read, left), min(connect, left)
-        return httpx.Timeout(read, connect=connect)
-
-    def _limits(self) -> httpx.Limits:
-        n = self.max_concurrency or 256
-        return httpx.Limits(max_connections=n, max_keepalive_connections=n)
-
-    @property
-    def client(self) -> httpx.Client:
-        """The shared synchronous HTTP client (thread-safe, pooled)."""
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(headers=self._headers, limits=self._limits(), timeout=self.timeout)
-            return self._client
-
-    def aclient(self) -> httpx.AsyncClient:
-        """The asynchronous HTTP client of the running event loop."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if loop not in self._aclients:
-                self._aclients[loop] = httpx.AsyncClient(
-                    headers=self._headers, limits=self._limits(), timeout=self.timeout
-                )
-            return self._aclients[loop]
-
-    def _aslot(self) -> asyncio.Semaphore | None:
-        if not self.max_concurrency:
-            return None
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if loop not in self._aslots:
-                self._aslots[loop] = asyncio.Semaphore(self.max_concurrency)
-            return self._aslots[loop]
-
-    def _apply_models(self, payload: Mapping[str, Any]) -> None:
-        entries = [m for m in payload.get("data", []) if isinstance(m, Mapping)]
-        if self._model is None:
-            ids = [str(m.get("id")) for m in entries]
-            if len(ids) != 1:
-                msg = f"{self.url} serves {len(ids)} models {ids}: pass model= (or set {MODEL_ENV})"
-                raise ValueError(msg)
-            self._model = ids[0]
-        if self.engine == "auto":
-            owner = next((str(m.get("owned_by", "")) for m in entries if m.get("id") == self._model), "")
-            self.engine = owner if owner in ("vllm", "sglang") else "generic"  # type: ignore[assignment]
-        self._resolved = True
-
     def resolve(self) -> None:
         """Ask ``/v1/models`` for what was not given: the model's name and the engine."""
-        if self._resolved:
-            return
-        resp = self.client.get(f"{self.base_url}/models", timeout=self._http_timeout(None))
-        resp.raise_for_status()
-        self._apply_models(resp.json())
-
-    async def aresolve(self) -> None:
-        """:meth:`resolve` without blocking the event loop."""
-        if self._resolved:
-            return
-        resp = await self.aclient().get(f"{self.base_url}/models", timeout=self._http_timeout(None))
-        resp.raise_for_status()
-        self._apply_models(resp.json())
+        self.server.resolve()
 
     def models(self) -> list[str]:
         """Names of the models the server lists."""
-        resp = self.client.get(f"{self.base_url}/models", timeout=self._http_timeout(None))
-        resp.raise_for_status()
-        return [str(m.get("id")) for m in resp.json().get("data", [])]
+        return [str(m.get("id")) for m in self.server.models()]
 
     def close(self) -> None:
-        """Close the synchronous client (the async ones close with :meth:`aclose`)."""
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    async def aclose(self) -> None:
-        """Close this event loop's async client and the synchronous one."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._aclients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
-        self.close()
+        """Close the HTTP client (a later call opens a new one)."""
+        self.server.close()
 
     def __enter__(self) -> RemoteGenerator:
         return self
@@ -428,11 +268,11 @@ class RemoteGenerator:
         return RemoteSession(self, messages)
 
 
-class RemoteSession:
+class RemoteSession(DeclaresCapabilities):
     """One run's view of a served model: the rendered prompt and the run's trace ids.
 
-    Thread-safe: calls of one session may come from any thread (or task, with
-    :meth:`agenerate`); the server holds no per-run state, so :meth:`close` frees nothing there.
+    Thread-safe: calls of one session may come from any thread; the server holds no per-run
+    state, so :meth:`close` frees nothing there.
     """
 
     def __init__(self, gen: RemoteGenerator, messages: Sequence[Mapping[str, Any]]) -> None:
@@ -461,6 +301,11 @@ class RemoteSession:
         self.closed = False
 
     @property
+    def capabilities(self) -> Capabilities:
+        """The generator's."""
+        return self._gen.capabilities
+
+    @property
     def prompt_tokens(self) -> int:
         """Tokens of the rendered prompt (the server's count after the first call without a tokenizer)."""
         return self._prompt_tokens
@@ -478,24 +323,30 @@ class RemoteSession:
         with self._lock:
             return list(self._trace_ids(trace))
 
-    def _plan(self, trace: Sequence[Span], request: GenerateRequest) -> Call:
+    def _plan(self, trace: Sequence[Span], request: GenerateRequest) -> Plan:
+        """Number the call; build the prompt's ids and clip to the context window where needed."""
         with self._lock:
             self._calls += 1
             index = self._calls
-        return Call(self, trace, request, index)
+        gen, base_ids = self._gen, None
+        max_tokens, limited = request.max_tokens, False
+        needs_ids = gen.prompt_format == "ids" or gen.context_window is not None
+        if needs_ids and self._prompt_ids is not None and request.interrupted() is None:
+            base_ids = self._prompt_ids + self.trace_ids(trace)
+            if gen.context_window is not None and gen.context_window - len(base_ids) < max_tokens:
+                max_tokens, limited = max(0, gen.context_window - len(base_ids)), True
+        return Plan(index, self.messages, self.prompt_text, base_ids, max_tokens, limited)
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Continue ``trace`` on the server; see the module doc for what is sent and checked."""
-        call = self._plan(trace, request)
-        if call.finish is None:
-            call.run_sync()
-        return call.segment()
-
-    async def agenerate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
-        """:meth:`generate` on the event loop (``on_text`` is called from the loop)."""
-        call = self._plan(trace, request)
-        if call.finish is None:
-            await call.run_async()
+        gen = self._gen
+        call = Call(gen.server, gen.tokens, gen.options, self._plan(trace, request), trace, request)
+        try:
+            if call.finish is None:
+                call.run()
+        finally:
+            if self._prompt_tokens == 0 and call.plan.index == 1 and call.prompt_tokens is not None:
+                self._prompt_tokens = call.prompt_tokens  # no tokenizer: the server's count of the first prompt
         return call.segment()
 
     def close(self) -> None:

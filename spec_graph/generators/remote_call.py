@@ -6,85 +6,65 @@ module doc of :mod:`spec_graph.generators.remote` says what is sent and how faul
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+from spec_graph.generators.remote_answer import choice_text, stripped_stop, token_logprobs, usage_counts
+from spec_graph.generators.remote_errors import (
+    FatalAttempt,
+    RemoteGeneratorError,
+    RetryableAttempt,
+    says_context_is_full,
+)
+from spec_graph.generators.remote_http import Server
+from spec_graph.generators.remote_options import RemoteOptions
+from spec_graph.generators.remote_tokenizer import ServedTokenizer
 
-if TYPE_CHECKING:
-    from spec_graph.generators.remote import RemoteSession
-
-__all__ = ["Call", "RemoteGeneratorError"]
+__all__ = ["Call", "Plan"]
 
 logger = logging.getLogger("spec_graph.generators.remote")
 
-_RETRY_STATUS = frozenset({408, 429})
-_CONTEXT_ERRORS = ("maximum context length", "context length", "context_length_exceeded", "too long")
+_FAILURES = (FatalAttempt, RetryableAttempt, httpx.TransportError, httpx.HTTPStatusError)
 
 
-class RemoteGeneratorError(RuntimeError):
-    """A served model could not write: retries used up, or an answer that retrying cannot fix.
+@dataclass(frozen=True)
+class Plan:
+    """What one call continues and within which limit, settled by its session."""
 
-    Attributes:
-        url: the endpoint (without credentials).
-        model: the served model's name.
-        attempts: requests made for the failing call.
-        status: the last HTTP status, ``None`` for a timeout or connection error.
-        retryable: whether the failure was of a retried kind (and retries ran out).
-        partial_text: what the failing call had received (and streamed) before it failed.
-        partial_token_ids: its token ids (see the module doc; placeholders without a tokenizer).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        url: str,
-        model: str,
-        attempts: int,
-        status: int | None = None,
-        retryable: bool = True,
-        partial_text: str = "",
-        partial_token_ids: Sequence[int] = (),
-    ) -> None:
-        super().__init__(message)
-        self.url, self.model, self.attempts, self.status = url, model, attempts, status
-        self.retryable = retryable
-        self.partial_text = partial_text
-        self.partial_token_ids = list(partial_token_ids)
-
-
-class _Retryable(Exception):
-    """One attempt failed in a way worth retrying."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Fatal(Exception):
-    """One attempt failed in a way retrying cannot fix (a 4xx answer)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+    index: int
+    """The call's number in its session (1 for the first): a fresh, reproducible seed per call."""
+    messages: Sequence[Mapping[str, Any]]
+    prompt_text: str | None
+    """The rendered conversation (``api="completions"``)."""
+    base_ids: list[int] | None
+    """Ids of the prompt and the trace (built when ``prompt_format="ids"`` or a context window needs them)."""
+    max_tokens: int
+    context_limited: bool = False
+    """``max_tokens`` is what the context window leaves (a full budget is then finish ``"context"``)."""
 
 
 class Call:
     """One :meth:`RemoteSession.generate` call: the request bodies, the streamed text, the checks."""
 
-    def __init__(self, session: RemoteSession, trace: Sequence[Span], req: GenerateRequest, index: int) -> None:
+    def __init__(
+        self,
+        server: Server,
+        tokens: ServedTokenizer,
+        options: RemoteOptions,
+        plan: Plan,
+        trace: Sequence[Span],
+        req: GenerateRequest,
+    ) -> None:
+        """Set up the call; it is sent by :meth:`run`."""
         self.t0 = time.perf_counter()
-        self.s, self.gen, self.req, self.index = session, session._gen, req, index
+        self.server, self.tokens, self.options, self.plan, self.req = server, tokens, options, plan, req
         tail_len = max(len(t) for t in (*req.triggers, *req.stop, "x"))
         self.tail = "".join(s["text"] for s in trace[-8:])[-tail_len:]
         self.trace_text = "".join(s["text"] for s in trace)
@@ -96,85 +76,80 @@ class Call:
         self.usage_tokens = 0  # completion tokens the server reported
         self.usage_seen = False  # in the current attempt
         self.prefill = 0
+        self.prompt_tokens: int | None = None
+        """The server's count of the prompt (the first it reported)."""
         self.logprobs: list[float] = []
         self.top1: list[float] = []
-        self.wants_logprobs = session._gen.logprobs or req.logprobs
+        self.wants_logprobs = options.logprobs or req.logprobs
         self.attempts = 0
         self.failures = 0
         self.truncated = False  # the server wrote more than we kept
-        self.max_tokens = req.max_tokens
-        self.context_limited = False
-        self.base_ids: list[int] | None = None
+        self.max_tokens, self.context_limited = plan.max_tokens, plan.context_limited
         if (stopped := req.interrupted()) is not None:
             self.finish = stopped
-            return
-        needs_ids = self.gen.prompt_format == "ids" or self.gen.context_window is not None
-        if session._trace_ids is not None and session._prompt_ids is not None and needs_ids:
-            self.base_ids = session._prompt_ids + session.trace_ids(trace)
-            window = self.gen.context_window
-            if window is not None:
-                room = window - len(self.base_ids)
-                if room <= 0:
-                    self.finish = "context"
-                    return
-                if room < self.max_tokens:
-                    self.max_tokens, self.context_limited = room, True
+        elif self.max_tokens <= 0:
+            self.finish = "context"
+
+    @property
+    def name(self) -> str:
+        """The model's display name."""
+        return self.options.name or self.server.label
 
     # -- requests ----------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
         """The URL the request goes to (completions or chat completions)."""
-        return f"{self.gen.base_url}/{'chat/completions' if self.gen.api == 'chat' else 'completions'}"
+        return f"{self.server.base_url}/{'chat/completions' if self.options.api == 'chat' else 'completions'}"
 
     def written_tokens(self) -> int:
         """Tokens received so far (for the budget of a continuation)."""
         if not self.text:
             return 0
-        if self.gen.tokenizer is not None:
-            return len(self.gen.encode(self.text))
+        if self.tokens.tokenizer is not None:
+            return len(self.tokens.encode(self.text))
         return self.chunks
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the next attempt (a retry continues after the text already received)."""
-        gen, req = self.gen, self.req
-        body: dict[str, Any] = {"model": gen.model}
-        if gen.api == "chat":
-            messages = list(self.s.messages)
+        opts, req, engine = self.options, self.req, self.server.engine
+        body: dict[str, Any] = {"model": self.server.model_name}
+        if opts.api == "chat":
+            messages = [dict(m) for m in self.plan.messages]
             prefix = self.trace_text + self.text
             if prefix:
                 messages.append({"role": "assistant", "content": prefix})
                 body.update(continue_final_message=True, add_generation_prompt=False)
             body["messages"] = messages
-        elif gen.prompt_format == "ids":
-            assert self.base_ids is not None
-            body["prompt"] = self.base_ids + (gen.encode(self.text) if self.text else [])
+        elif opts.prompt_format == "ids":
+            assert self.plan.base_ids is not None
+            body["prompt"] = self.plan.base_ids + (self.tokens.encode(self.text) if self.text else [])
         else:
-            assert self.s.prompt_text is not None
-            body["prompt"] = self.s.prompt_text + self.trace_text + self.text
+            assert self.plan.prompt_text is not None
+            body["prompt"] = self.plan.prompt_text + self.trace_text + self.text
         body["max_tokens"] = self.max_tokens - self.written_tokens()
         body["temperature"] = req.temperature
         if req.temperature > 0 and req.top_p < 1.0:
             body["top_p"] = req.top_p
         if req.seed is not None:
-            body["seed"] = req.seed + self.index - 1  # a fresh random stream per call, reproducible
+            body["seed"] = req.seed + self.plan.index - 1  # a fresh random stream per call, reproducible
         stops = [*(req.triggers if req.stop_at_trigger else ()), *req.stop]
         if stops:
             body["stop"] = list(dict.fromkeys(stops))
-        if gen.stream:
+        if opts.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         if self.wants_logprobs:  # with the top token, for its probability (Segment.top1_probs)
-            if gen.api == "chat":
+            if opts.api == "chat":
                 body["logprobs"], body["top_logprobs"] = True, 1
             else:
                 body["logprobs"] = 1
-        if gen.engine == "vllm":
+        if engine == "vllm":
             body["include_stop_str_in_output"] = True
-        elif gen.engine == "sglang":
+        elif engine == "sglang":
             body["no_stop_trim"] = True
-        if gen.engine in ("vllm", "sglang") and req.top_k > 0 and req.temperature > 0:
+        if engine in ("vllm", "sglang") and req.top_k > 0 and req.temperature > 0:
             body["top_k"] = req.top_k
-        body.update(gen.extra_body)
+        body.update(opts.extra_body)
         return body
 
     # -- what comes back ---------------------------------------------------------------------
@@ -215,7 +190,7 @@ class Call:
         if end >= len(delta):
             return len(delta)
         pos = 0
-        for piece in self.gen.pieces(delta):
+        for piece in self.tokens.pieces(delta):
             pos += len(piece)
             if pos >= end:
                 return pos
@@ -230,64 +205,40 @@ class Call:
         if "error" in data and not data.get("choices"):
             err = data["error"]
             msg = f"the server reported an error mid-answer: {err}"
-            raise _Retryable(msg)
+            raise RetryableAttempt(msg)
         usage = data.get("usage")
         if isinstance(usage, Mapping):
             self._take_usage(usage)
         for choice in data.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue
-            if self.gen.api == "chat":
-                part = choice.get("delta") or choice.get("message") or {}
-                text = part.get("content") or ""
-            else:
-                text = choice.get("text") or ""
+            text = choice_text(choice, self.options.api == "chat")
             if text and self.finish is not None:
                 self.truncated = True
                 return True
-            if self.finish is None:
-                self._take_logprobs(choice.get("logprobs"))
+            if self.finish is None and self.wants_logprobs:
+                for logprob, top1 in token_logprobs(choice.get("logprobs")):
+                    self.logprobs.append(logprob)
+                    self.top1.append(top1)
             self.on_delta(text)
             if self.finish in ("time", "cancelled"):
                 return True
             reason = choice.get("finish_reason")
             if reason:
-                matched = choice.get("stop_reason", choice.get("matched_stop"))
-                if self.finish is None and isinstance(matched, str) and matched and not self.text.endswith(matched):
+                matched = stripped_stop(choice)
+                if self.finish is None and matched is not None and not self.text.endswith(matched):
                     self.on_delta(matched)  # the server stripped the stop string: put it back
                 self.server_finish = str(reason)
         return False
 
     def _take_usage(self, usage: Mapping[str, Any]) -> None:
-        if isinstance(usage.get("completion_tokens"), int):
-            self.usage_tokens += usage["completion_tokens"]
+        completion, prompt, run = usage_counts(usage)
+        if completion is not None:
+            self.usage_tokens += completion
             self.usage_seen = True
-        prompt = usage.get("prompt_tokens")
-        if isinstance(prompt, int):
-            details = usage.get("prompt_tokens_details") or {}
-            cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-            self.prefill += prompt - (cached or 0)
-            if self.s._prompt_tokens == 0 and self.index == 1:
-                self.s._prompt_tokens = prompt  # no tokenizer: the server's count of the first prompt
-
-    def _take_logprobs(self, lp: Any) -> None:
-        if not self.wants_logprobs or not isinstance(lp, Mapping):
-            return
-        if isinstance(lp.get("token_logprobs"), list):  # completions
-            chosen = [float(x) for x in lp["token_logprobs"] if x is not None]
-            tops: list[Any] = lp["top_logprobs"] if isinstance(lp.get("top_logprobs"), list) else []
-            best: list[float | None] = [float(max(t.values())) if isinstance(t, Mapping) and t else None for t in tops]
-        elif isinstance(lp.get("content"), list):  # chat
-            items = [x for x in lp["content"] if isinstance(x, Mapping)]
-            chosen = [float(x["logprob"]) for x in items]
-            best = [max((float(t["logprob"]) for t in x.get("top_logprobs") or []), default=None) for x in items]
-        else:
-            return
-        self.logprobs.extend(chosen)
-        # The top token is at least as likely as the chosen one (servers may omit top_logprobs).
-        for i, value in enumerate(chosen):
-            top = best[i] if i < len(best) else None
-            self.top1.append(math.exp(max(top if top is not None else value, value)))
+        self.prefill += run
+        if prompt is not None and self.prompt_tokens is None:
+            self.prompt_tokens = prompt
 
     def end_attempt(self) -> None:
         """After a stream or answer ended: settle the finish, or raise to retry a cut stream."""
@@ -295,12 +246,12 @@ class Call:
             return
         if self.server_finish is None:
             msg = "the answer ended before the server said why it stopped"
-            raise _Retryable(msg)
+            raise RetryableAttempt(msg)
         if self.server_finish == "length":
             self.finish = "context" if self.context_limited else "length"
         elif self.server_finish in ("abort", "error"):
             msg = f"the server ended the answer with {self.server_finish!r}"
-            raise _Retryable(msg)
+            raise RetryableAttempt(msg)
         else:
             self.finish = "eos"
 
@@ -314,7 +265,7 @@ class Call:
 
     # -- retries -----------------------------------------------------------------------------
     def _describe(self, exc: BaseException) -> tuple[str, int | None]:
-        if isinstance(exc, _Retryable | _Fatal):
+        if isinstance(exc, RetryableAttempt | FatalAttempt):
             return str(exc), exc.status
         if isinstance(exc, httpx.TimeoutException):
             return f"no answer within the timeout ({type(exc).__name__})", None
@@ -323,11 +274,11 @@ class Call:
     def _error(self, exc: BaseException, *, retryable: bool) -> RemoteGeneratorError:
         what, status = self._describe(exc)
         tries = f"after {self.attempts} attempt{'s' * (self.attempts != 1)}"
-        msg = f"{self.gen.name!r} at {self.gen.url}: {what} ({tries}); {len(self.text)} characters were written"
+        msg = f"{self.name!r} at {self.server.url}: {what} ({tries}); {len(self.text)} characters were written"
         return RemoteGeneratorError(
             msg,
-            url=self.gen.url,
-            model=self.gen._model or "?",
+            url=self.server.url,
+            model=self.server.model_name or "?",
             attempts=self.attempts,
             status=status,
             retryable=retryable,
@@ -337,8 +288,9 @@ class Call:
 
     def _on_failure(self, exc: Exception) -> float | None:
         """Raise when a failed attempt is final, else the seconds to wait (``None``: stop trying)."""
-        if isinstance(exc, _Fatal):
-            if self._context_full(exc):
+        if isinstance(exc, FatalAttempt):
+            if says_context_is_full(exc):  # the prompt does not fit: the call ends with finish "context"
+                self.finish = "context"
                 return None
             raise self._error(exc, retryable=False) from exc
         if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
@@ -351,69 +303,35 @@ class Call:
             self.finish = "time"
             return None
         self.failures += 1
-        if self.failures > self.gen.retries:
+        if self.failures > self.options.retries:
             raise self._error(exc, retryable=True) from exc
-        delay = min(self.gen.max_backoff, self.gen.backoff * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)
+        delay = self.options.backoff_delay(self.failures, random.uniform(0.5, 1.0))
         if self.req.deadline is not None and time.monotonic() + delay >= self.req.deadline:
             self.finish = "time"
             return None
         what, _ = self._describe(exc)
         logger.warning(
             "%s at %s: %s; retry %d of %d in %.2fs",
-            self.gen.name,
-            self.gen.url,
+            self.name,
+            self.server.url,
             what,
             self.failures,
-            self.gen.retries,
+            self.options.retries,
             delay,
         )
         return delay
 
-    def _context_full(self, exc: _Fatal) -> bool:
-        """A 400 that says the prompt does not fit: the call ends with finish ``"context"``."""
-        if exc.status == 400 and any(k in str(exc).lower() for k in _CONTEXT_ERRORS):
-            self.finish = "context"
-            return True
-        return False
-
-    @staticmethod
-    def _check_status(status: int, text: str) -> None:
-        if status < 400:
-            return
-        detail = text.strip().replace("\n", " ")[:500]
-        if status >= 500 or status in _RETRY_STATUS:
-            msg = f"HTTP {status}: {detail}"
-            raise _Retryable(msg, status)
-        msg = f"HTTP {status}: {detail}"
-        raise _Fatal(msg, status)
-
-    def _feed_lines(self, line: str) -> bool:
-        line = line.strip()
-        if not line.startswith("data:"):
-            return False
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return True
-        try:
-            data = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            msg = f"the server sent an unreadable event: {payload[:200]!r}"
-            raise _Retryable(msg) from exc
-        return self.on_payload(data)
-
-    def run_sync(self) -> None:
-        """Run the call to its end on the shared ``httpx.Client``, retrying as configured."""
-        gen = self.gen
+    def run(self) -> None:
+        """Run the call to its end, retrying as configured."""
         while self.finish is None:
             try:
                 self.start_attempt()
                 if self.finish is not None:
                     break
-                gen.resolve()
-                with gen._slots or contextlib.nullcontext():
-                    self._attempt_sync()
+                self.server.resolve()
+                self.server.post(self.endpoint, self.body(), self.req.deadline, self.on_payload)
                 self.end_attempt()
-            except (_Fatal, _Retryable, httpx.TransportError, httpx.HTTPStatusError) as exc:
+            except _FAILURES as exc:
                 delay = self._on_failure(exc)
                 if delay is None:
                     break
@@ -425,77 +343,28 @@ class Call:
             if self.finish is None and (stopped := self.req.interrupted()) is not None:
                 self.finish = stopped
 
-    def _attempt_sync(self) -> None:
-        gen = self.gen
-        timeout = gen._http_timeout(self.req.deadline)
-        with gen.client.stream("POST", self.endpoint, json=self.body(), timeout=timeout) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                self._check_status(resp.status_code, resp.text)
-            if gen.stream:
-                for line in resp.iter_lines():
-                    if self._feed_lines(line):
-                        break
-            else:
-                self.on_payload(json.loads(resp.read()))
-
-    async def run_async(self) -> None:
-        """Run the call to its end on the event loop's ``httpx.AsyncClient``, retrying as configured."""
-        gen = self.gen
-        while self.finish is None:
-            try:
-                self.start_attempt()
-                if self.finish is not None:
-                    break
-                await gen.aresolve()
-                slot = gen._aslot()
-                async with slot or contextlib.nullcontext():
-                    await self._attempt_async()
-                self.end_attempt()
-            except (_Fatal, _Retryable, httpx.TransportError, httpx.HTTPStatusError) as exc:
-                delay = self._on_failure(exc)
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
-            if self.finish is None and (stopped := self.req.interrupted()) is not None:
-                self.finish = stopped
-
-    async def _attempt_async(self) -> None:
-        gen = self.gen
-        timeout = gen._http_timeout(self.req.deadline)
-        async with gen.aclient().stream("POST", self.endpoint, json=self.body(), timeout=timeout) as resp:
-            if resp.status_code >= 400:
-                await resp.aread()
-                self._check_status(resp.status_code, resp.text)
-            if gen.stream:
-                async for line in resp.aiter_lines():
-                    if self._feed_lines(line):
-                        break
-            else:
-                self.on_payload(json.loads(await resp.aread()))
-
     # -- the result --------------------------------------------------------------------------
     def token_ids(self) -> tuple[list[int], int | None]:
         """Ids of the text (and the token count of its first boundary)."""
-        gen = self.gen
+        tokens = self.tokens
         eos = self.finish == "eos"
         n_head: int | None = None
-        if gen.tokenizer is not None:
+        if tokens.tokenizer is not None:
             head = self.text[: self.boundary[1]] if self.boundary else self.text
-            ids = gen.encode(head) if head else []
+            ids = tokens.encode(head) if head else []
             n_head = len(ids) if self.boundary else None
             rest = self.text[len(head) :]
             if rest:
-                ids += gen.encode(rest)
-            if eos and gen.eos_token_id is not None:
-                ids.append(gen.eos_token_id)
+                ids += tokens.encode(rest)
+            if eos and tokens.eos_token_id is not None:
+                ids.append(tokens.eos_token_id)
             return ids, n_head
         n = self.chunks + (1 if eos else 0)
         if not self.truncated and self.attempts == 1 and self.usage_seen and self.usage_tokens:
             n = self.usage_tokens  # the server's own count, when we kept all it wrote
         if self.boundary is not None:
             chunks, chars = self.boundary
-            n_head = chunks if self.gen.stream else max(1, round(n * chars / max(1, len(self.text))))
+            n_head = chunks if self.options.stream else max(1, round(n * chars / max(1, len(self.text))))
             n = max(n, n_head)
         return [-1] * n, n_head
 

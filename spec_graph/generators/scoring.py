@@ -31,7 +31,7 @@ def scoring_session(target: Any, small: Any) -> TokenLevelSession | None:
     looked through to the target it wraps).
     """
     inner = target.target if isinstance(target, DraftingSession) else target
-    return inner if can_draft(inner, small) else None  # type: ignore[no-any-return]
+    return inner if can_draft(inner, small) else None
 
 
 def score_tokens(session: TokenLevelSession, trace: Sequence[Span], token_ids: Sequence[int]) -> TokenScores:

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
+from spec_graph.generators.base import (
+    Capabilities,
+    DeclaresCapabilities,
+    GenerateRequest,
+    Segment,
+    SegmentFinish,
+    Span,
+    find_trigger,
+)
 
 EOS = "<eos>"
 """Put this at the end of a scripted text to make the model end its turn there."""
@@ -122,6 +130,18 @@ class ScriptedGenerator:
             return float(conf(token))
         return float(conf.get(token.strip(), conf.get(token, 1.0)))
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Token stops and distributions always; a prefix and token-level access as set."""
+        return Capabilities(
+            prefix=self.supports_prefix,
+            token_stop=True,
+            logprobs=True,
+            entropies=True,
+            token_ids=True,
+            drafting=self.supports_drafting,
+        )
+
     def start(self, messages: Sequence[Mapping[str, Any]]) -> ScriptedSession:
         """Open a session (the conversation only counts towards the prompt size)."""
         prompt = "".join(str(m.get("content", "")) for m in messages)
@@ -132,7 +152,7 @@ class ScriptedGenerator:
         return len(scripted_tokens(text))
 
 
-class ScriptedSession:
+class ScriptedSession(DeclaresCapabilities):
     """One run of a :class:`ScriptedGenerator`."""
 
     def __init__(self, generator: ScriptedGenerator, prompt_tokens: int) -> None:
@@ -151,12 +171,9 @@ class ScriptedSession:
         return self._gen.tokenizer_key
 
     @property
-    def supports_prefix(self) -> bool:
-        """Whether requests may carry a prefix (the generator's setting)."""
-        return self._gen.supports_prefix
-
-    supports_token_stop = True
-    """Requests may carry a :class:`~spec_graph.generators.base.TokenStop`."""
+    def capabilities(self) -> Capabilities:
+        """The generator's (a prefix and token-level access as it is set when the call comes)."""
+        return self._gen.capabilities
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Write the script's text for this trace within the request's limits."""
@@ -220,11 +237,6 @@ class ScriptedSession:
         )
 
     # -- token-level access (draft-and-verify; see ScriptedGenerator.supports_drafting) --------
-    @property
-    def supports_drafting(self) -> bool:
-        """Whether the generator offers token-level access."""
-        return self._gen.supports_drafting
-
     lock = contextlib.nullcontext()
     """Scripted models need no lock."""
 
