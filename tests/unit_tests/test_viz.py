@@ -6,6 +6,8 @@ import html
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,6 @@ from spec_graph.graph import build_graph
 from spec_graph.viz import (
     GRAPH_END,
     GRAPH_START,
-    _layout,
-    _trace_of,
     check_docs,
     graph_mermaid,
     main,
@@ -26,6 +26,8 @@ from spec_graph.viz import (
     save_trace,
     update_docs,
 )
+from spec_graph.viz.figure import layout
+from spec_graph.viz.trace import trace_of
 
 ROOT = Path(__file__).resolve().parents[2]
 RECAP = "Let me check whether there are some wrong steps:"
@@ -123,7 +125,7 @@ def test_text_cut_at_a_stop_string() -> None:
     r = SpeculativeThinker(small, target).run("q", temperature=0, stop=["STOP"])
     page = render_trace(r)
     assert "STOP" not in page and "three" not in page
-    assert "".join(s["text"] for s in _trace_of(r).spans) == r.text == "One two "
+    assert "".join(s["text"] for s in trace_of(r).spans) == r.text == "One two "
 
 
 def test_no_interventions() -> None:
@@ -143,7 +145,7 @@ def test_bad_input() -> None:
 
 # -- images --------------------------------------------------------------------------------------
 def test_layout_wraps_at_spaces_and_places_markers(result: SpecResult) -> None:
-    lines, markers = _layout(_trace_of(result), width=12)
+    lines, markers = layout(trace_of(result), width=12)
     rows = ["".join(text for _, text in line) for line in lines]
     assert all(len(row.rstrip()) <= 12 for row in rows)
     assert rows[0] == "Step one."
@@ -230,3 +232,14 @@ def test_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "--update-docs" in capsys.readouterr().err
     assert main(["--update-docs", "--no-png", "--root", str(tmp_path)]) == 0
     assert main(["--check", "--no-png", "--root", str(tmp_path)]) == 0
+
+
+def test_python_dash_m_checks_the_docs() -> None:
+    """``python -m spec_graph.viz --check`` (the package's ``__main__``) runs and agrees with the docs."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "spec_graph.viz", "--check", "--no-png", "--root", str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
