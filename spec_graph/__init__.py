@@ -25,6 +25,7 @@ from spec_graph.policies import (
     UncertaintyPolicy,
 )
 from spec_graph.thinker import SpecResult, SpeculativeThinker, split_reasoning
+from spec_graph.viz import render_trace, save_trace
 
 __all__ = [
     "PRESETS",

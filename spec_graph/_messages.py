@@ -12,7 +12,16 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
 
-__all__ = ["convert_messages", "message_text"]
+__all__ = ["TOOLS_MESSAGE", "convert_messages", "message_text"]
+
+TOOLS_MESSAGE = (
+    "SpeculativeThinkingChatModel does not support tool calling: the algorithm hands the pen between "
+    "a small and a large model on keywords of free-form reasoning text ('wait', 'verify', ...), which "
+    "would split and corrupt tool-call JSON, and the small local models behind it do not call tools "
+    "reliably. Use it as a reasoning step instead (a LangGraph node whose answer a tool-calling model "
+    "acts on, see spec_graph.langgraph_node), or with_structured_output() for JSON answers."
+)
+"""Why :meth:`~spec_graph.chat_model.SpeculativeThinkingChatModel.bind_tools` raises, and what to do instead."""
 
 _ROLES = {
     "system": "system",

@@ -7,92 +7,34 @@ chat model goes: chains, LangGraph nodes, ``batch``/``abatch``, tracing.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
-from operator import itemgetter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, NoReturn
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessageChunk, BaseMessage, SystemMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
-from langchain_core.utils.function_calling import convert_to_json_schema
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from langchain_core.runnables import Runnable
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from spec_graph._messages import convert_messages
+from spec_graph._call_plan import CallPlan, base_config, call_overrides, check_stops, langsmith_params, merge_stops
+from spec_graph._chat_events import current_sink, speculation_events
+from spec_graph._chat_output import STATS_KEY, final_chunk
+from spec_graph._messages import TOOLS_MESSAGE, convert_messages
 from spec_graph._streaming import THINK_START, Assembler
+from spec_graph._structured_output import Method, structured_output
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 from spec_graph.generators.base import Generator
 from spec_graph.generators.precision import check_dtype, check_quantization
 from spec_graph.generators.resolve import resolve_generator, spec_name
 from spec_graph.policies import TriggerPolicy
-from spec_graph.thinker import THINK_END, SpecResult, SpeculativeThinker
+from spec_graph.thinker import SpecResult, SpeculativeThinker
 
-__all__ = ["SpeculativeThinkingChatModel", "speculation_events"]
-
-PROVIDER = "spec_graph"
-STATS_KEY = "speculative_thinking"
-"""The ``response_metadata`` key holding the speculation statistics (final chunk only)."""
-_FINISH = {"eos": "stop", "stop": "stop", "length": "length", "time": "time"}
-_CALL_ALIASES = {"max_tokens": "max_new_tokens"}
-_IGNORED_CALL_KWARGS = {"stream", "model", "ls_structured_output_format", "structured_output_format"}
-_TOOLS_MESSAGE = (
-    "SpeculativeThinkingChatModel does not support tool calling: the algorithm hands the pen between "
-    "a small and a large model on keywords of free-form reasoning text ('wait', 'verify', ...), which "
-    "would split and corrupt tool-call JSON, and the small local models behind it do not call tools "
-    "reliably. Use it as a reasoning step instead (a LangGraph node whose answer a tool-calling model "
-    "acts on, see spec_graph.langgraph_node), or with_structured_output() for JSON answers."
-)
-
-
-# -- intervention events for LangGraph -------------------------------------------------------------
-@dataclass(frozen=True)
-class _EventSink:
-    callback: Callable[[dict[str, Any]], None]
-    types: frozenset[str]
-
-
-_EVENT_SINK: ContextVar[_EventSink | None] = ContextVar("spec_graph_event_sink", default=None)
-
-
-@contextlib.contextmanager
-def speculation_events(
-    callback: Callable[[dict[str, Any]], None], types: Collection[str] = ("intervention",)
-) -> Iterator[None]:
-    """Send the run's events to ``callback`` for every model call made inside the block.
-
-    Events are the thinker's (``{"type": "intervention", "kind", "category", ...}`` and, if asked
-    for, ``{"type": "text", "author", "reason", "text"}``). In a LangGraph node, pass
-    ``langgraph.config.get_stream_writer()`` to see them in ``stream_mode="custom"``;
-    :func:`spec_graph.langgraph_node.chat_model_node` does this for you.
-
-    Args:
-        callback: called with each event, in the thread that consumes the model's stream.
-        types: event types to forward (``"intervention"``, ``"text"``).
-    """
-    token = _EVENT_SINK.set(_EventSink(callback, frozenset(types)))
-    try:
-        yield
-    finally:
-        _EVENT_SINK.reset(token)
-
-
-# -- the chat model --------------------------------------------------------------------------------
-@dataclass
-class _CallPlan:
-    messages: list[dict[str, Any]]
-    stop: tuple[str, ...]
-    overrides: dict[str, Any]
-    config: SpeculativeThinkingConfig
-    in_reasoning: bool
+__all__ = ["STATS_KEY", "SpeculativeThinkingChatModel", "speculation_events"]
 
 
 class SpeculativeThinkingChatModel(BaseChatModel):
@@ -102,10 +44,10 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     classified, and on a reflection or verification cue a larger target model writes that
     stretch instead (Speculative Thinking, COLM 2025). Both models run locally.
 
-    Setup:
+    Setup (from a clone of the repository; the package is not on PyPI):
         .. code-block:: bash
 
-            pip install spec-graph
+            python -m venv .venv && . .venv/bin/activate && pip install -e .
 
     Key init args — models:
         small_model: the model that writes by default: an embedded name
@@ -148,14 +90,6 @@ class SpeculativeThinkingChatModel(BaseChatModel):
 
             for chunk in llm.stream("What is 12 * 7?"):
                 print(chunk.content, chunk.response_metadata.get("authors"))
-
-    Reuse a loaded pipeline:
-        .. code-block:: python
-
-            from langchain_huggingface import HuggingFacePipeline
-
-            hf = HuggingFacePipeline(pipeline=my_pipeline)
-            llm = SpeculativeThinkingChatModel(small_model=hf, target_model=big_hf)
 
     Tool calling:
         Not supported: :meth:`bind_tools` raises ``NotImplementedError`` (see there).
@@ -223,18 +157,16 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             self.target_model = DEFAULT_TARGET_MODEL
         check_dtype(self.dtype)
         check_quantization(self.quantization)
-        overrides = {
-            "temperature": self.temperature,
-            "max_new_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "seed": self.seed,
-            "policy": None if isinstance(self.policy, TriggerPolicy) else self.policy,
-        }
-        self._base_config = resolve_config(self.config, **{k: v for k, v in overrides.items() if v is not None})
-        if any(not s for s in self.stop or ()):
-            msg = "stop strings must not be empty"
-            raise ValueError(msg)
+        self._base_config = base_config(
+            self.config,
+            temperature=self.temperature,
+            max_new_tokens=self.max_tokens,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            seed=self.seed,
+            policy=None if isinstance(self.policy, TriggerPolicy) else self.policy,  # an object goes to the thinker
+        )
+        check_stops(self.stop)
         return self
 
     @classmethod
@@ -316,17 +248,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        cfg = self._base_config
-        params = LangSmithParams(
-            ls_provider=PROVIDER,
-            ls_model_name=str(kwargs.get("model") or self.model_name),
-            ls_model_type="chat",
-            ls_temperature=float(_first(kwargs.get("temperature"), cfg.temperature)),
-            ls_max_tokens=int(_first(kwargs.get("max_tokens"), cfg.max_new_tokens)),
-        )
-        if stops := self._stops(stop):
-            params["ls_stop"] = list(stops)
-        return params
+        return langsmith_params(self._base_config, self.model_name, self._stops(stop), kwargs)
 
     def _generators(self) -> tuple[Generator, Generator]:
         """The small and target generators (built on first use; weights load when first needed)."""
@@ -348,33 +270,20 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             return self._thinker
 
     def _stops(self, stop: Sequence[str] | None) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*(self.stop or ()), *(stop or ())]))
+        return merge_stops(self.stop, stop)
 
-    def _plan(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]) -> _CallPlan:
-        overrides: dict[str, Any] = {}
-        fields = SpeculativeThinkingConfig.model_fields
-        for key, value in kwargs.items():
-            if key in _IGNORED_CALL_KWARGS or key.startswith("ls_") or value is None:
-                continue
-            name = _CALL_ALIASES.get(key, key)
-            if name not in fields:
-                msg = (
-                    f"unexpected argument {key!r}; per call, pass max_tokens or SpeculativeThinkingConfig "
-                    f"fields ({', '.join(sorted(fields))})"
-                )
-                raise TypeError(msg)
-            overrides[name] = value
+    def _plan(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]) -> CallPlan:
+        """Check a call's arguments and prepare it (the generators are built, no weights loaded)."""
+        overrides = call_overrides(kwargs)
         cfg = resolve_config(self._base_config, **overrides) if overrides else self._base_config
         stops = self._stops(stop)
-        if any(not s for s in stops):
-            msg = "stop strings must not be empty"
-            raise ValueError(msg)
+        check_stops(stops)
         dicts = convert_messages(messages)
         in_reasoning = False
         if self.reasoning:
             render = getattr(self._generators()[0], "render_prompt", None)
             in_reasoning = render is not None and str(render(dicts)).rstrip().endswith(THINK_START)
-        return _CallPlan(dicts, stops, overrides, cfg, in_reasoning)
+        return CallPlan(dicts, stops, overrides, cfg, in_reasoning)
 
     # -- generation -----------------------------------------------------------------------------
     def _generate(
@@ -384,8 +293,6 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        from langchain_core.language_models.chat_models import generate_from_stream
-
         return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
 
     def _stream(
@@ -397,7 +304,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         plan = self._plan(messages, stop, kwargs)
         thinker = self._get_thinker()
-        sink = _EVENT_SINK.get()
+        sink = current_sink()
         assembler = Assembler(plan.stop, split=bool(self.reasoning), in_reasoning=plan.in_reasoning)
         events = thinker.stream(plan.messages, stop=plan.stop, **plan.overrides)
         try:
@@ -423,65 +330,17 @@ class SpeculativeThinkingChatModel(BaseChatModel):
 
     def _final_chunk(self, result: SpecResult, assembler: Assembler) -> ChatGenerationChunk:
         """Usage and response metadata, once, with ``chunk_position="last"``."""
-        input_tokens = int(result.prompt_tokens.get("target", result.prompt_tokens.get("small", 0)))
-        output_tokens = int(result.num_output_tokens)
-        totals = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        usage = cast("UsageMetadata", {**totals, "total_tokens": input_tokens + output_tokens})
-        if assembler.think.saw_reasoning:
-            usage["output_token_details"] = {"reasoning": self._reasoning_tokens(result, assembler.think.mode)}
-        message = AIMessageChunk(
-            content="",
-            usage_metadata=usage,
-            response_metadata={
-                "model_name": self.model_name,
-                "finish_reason": _FINISH.get(result.finish_reason, result.finish_reason),
-                "model_provider": PROVIDER,
-                STATS_KEY: self._stats(result),
-            },
-            chunk_position="last",
+        return final_chunk(
+            result,
+            assembler,
+            model_name=self.model_name,
+            models=(self.small_name, self.target_name),
+            count_tokens=self._count_tokens,
         )
-        return ChatGenerationChunk(message=message)
 
-    def _reasoning_tokens(self, result: SpecResult, mode: str) -> int:
-        """Kept tokens written before ``</think>`` (all of them when the run ended while thinking)."""
-        end = result.text.find(THINK_END)
-        if end < 0 or mode in ("reasoning", "reasoning_lead"):
-            return int(result.num_output_tokens)
+    def _count_tokens(self, author: str, text: str) -> int:
         small, target = self._generators()
-        tokens, pos = 0, 0
-        for span in result.spans:
-            start, pos = pos, pos + len(span["text"])
-            if span["author"] == "injected" or start >= end:
-                continue
-            if pos <= end:
-                tokens += len(span["token_ids"])
-            else:
-                gen = small if span["author"] == "small" else target
-                tokens += gen.count_tokens(span["text"][: end - start])
-        return min(tokens, int(result.num_output_tokens))
-
-    def _stats(self, result: SpecResult) -> dict[str, Any]:
-        kinds = Counter(i["kind"] for i in result.interventions)
-        categories = Counter(i["category"] for i in result.interventions if i["kind"] == "intervention")
-        return {
-            "small_model": self.small_name,
-            "target_model": self.target_name,
-            "finish_reason": result.finish_reason,
-            "output_tokens": dict(result.output_tokens),
-            "generated_tokens": dict(result.generated_tokens),
-            "prefill_tokens": dict(result.prefill_tokens),
-            "prompt_tokens": dict(result.prompt_tokens),
-            "interventions": dict(categories),
-            "openings": kinds["opening"],
-            "verifications": kinds["verification"],
-            "takeovers": kinds["takeover"],
-            "fallbacks": [dict(f) for f in result.fallbacks],
-            "target_share": result.target_share,
-            "model_seconds": dict(result.model_seconds),
-            "wall_seconds": result.wall_seconds,
-            "tokens_per_second": result.tokens_per_second,
-            "spans": [{"author": s["author"], "reason": s["reason"], "chars": len(s["text"])} for s in result.spans],
-        }
+        return int((small if author == "small" else target).count_tokens(text))
 
     # -- tokens ---------------------------------------------------------------------------------
     def get_token_ids(self, text: str) -> list[int]:
@@ -503,23 +362,20 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         This is the number reported as ``usage_metadata["input_tokens"]``.
         """
         if tools:
-            raise NotImplementedError(_TOOLS_MESSAGE)
-        session = self._generators()[1].start(convert_messages(messages))
-        try:
+            raise NotImplementedError(TOOLS_MESSAGE)
+        with closing(self._generators()[1].start(convert_messages(messages))) as session:
             return int(session.prompt_tokens)
-        finally:
-            session.close()
 
     # -- tools and structured output ------------------------------------------------------------
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> NoReturn:
         """Not supported: raises ``NotImplementedError`` explaining why and what to do instead."""
-        raise NotImplementedError(_TOOLS_MESSAGE)
+        raise NotImplementedError(TOOLS_MESSAGE)
 
-    def with_structured_output(  # type: ignore[override]
+    def with_structured_output(
         self,
         schema: Mapping[str, Any] | type | None = None,
         *,
-        method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
+        method: Method = "json_schema",
         include_raw: bool = False,
         strict: bool | None = None,
         **kwargs: Any,
@@ -538,51 +394,4 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             strict: accepted for compatibility; pydantic schemas are always validated.
             **kwargs: not supported.
         """
-        if kwargs:
-            msg = f"unsupported arguments: {sorted(kwargs)}"
-            raise ValueError(msg)
-        if method not in ("json_schema", "json_mode", "function_calling"):
-            msg = f"unknown method {method!r}; use 'json_schema', 'json_mode' or 'function_calling'"
-            raise ValueError(msg)
-        if schema is None and method != "json_mode":
-            msg = "schema must be given unless method='json_mode'"
-            raise ValueError(msg)
-        parser: Runnable[Any, Any]
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            parser = PydanticOutputParser(pydantic_object=schema)
-            json_schema: dict[str, Any] | None = schema.model_json_schema()
-        else:
-            parser = JsonOutputParser()
-            json_schema = None if schema is None else convert_to_json_schema(cast(Any, schema))
-        instruction = _json_instruction(json_schema)
-        add_instruction: Runnable[Any, list[BaseMessage]] = RunnableLambda(
-            lambda x: _prepend_system(self._convert_input(x).to_messages(), instruction)
-        )
-        llm = add_instruction | self.bind(
-            ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": json_schema}
-        )
-        if not include_raw:
-            return llm | parser
-        parser_assign = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
-        with_fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
-        return RunnableMap(raw=llm) | with_fallback
-
-
-def _first(value: Any, default: Any) -> Any:
-    return default if value is None else value
-
-
-def _json_instruction(json_schema: dict[str, Any] | None) -> str:
-    import json
-
-    if json_schema is None:
-        return "Answer with one valid JSON object only, no other text."
-    return (
-        "Answer with one JSON object that conforms to this JSON schema, and no other text:\n"
-        f"{json.dumps(json_schema, ensure_ascii=False)}"
-    )
-
-
-def _prepend_system(messages: list[BaseMessage], instruction: str) -> list[BaseMessage]:
-    return [SystemMessage(content=instruction), *messages]
+        return structured_output(self, schema, method=method, include_raw=include_raw, strict=strict, kwargs=kwargs)

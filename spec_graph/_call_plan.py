@@ -1,0 +1,103 @@
+"""What one call of the chat model runs with: per-call overrides, stop strings, messages, config.
+
+The chat model checks a call's arguments here before anything runs, so that a typo in a keyword
+argument or an empty stop string fails at once with a message naming the valid choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import LangSmithParams
+
+from spec_graph.config import SpeculativeThinkingConfig, resolve_config
+
+__all__ = ["PROVIDER", "CallPlan", "base_config", "call_overrides", "check_stops", "langsmith_params", "merge_stops"]
+
+PROVIDER = "spec_graph"
+"""The provider name reported to LangChain and LangSmith."""
+
+_CALL_ALIASES = {"max_tokens": "max_new_tokens"}
+_IGNORED_CALL_KWARGS = {"stream", "model", "ls_structured_output_format", "structured_output_format"}
+
+
+@dataclass
+class CallPlan:
+    """One call, ready to run."""
+
+    messages: list[dict[str, Any]]
+    """The conversation as ``{"role", "content"}`` dicts."""
+    stop: tuple[str, ...]
+    """The model's stop strings, then the call's."""
+    overrides: dict[str, Any]
+    """Config fields set for this call."""
+    config: SpeculativeThinkingConfig
+    """The model's config with ``overrides`` applied."""
+    in_reasoning: bool
+    """Whether the rendered prompt already opens ``<think>``."""
+
+
+def base_config(config: Any, **fields: Any) -> SpeculativeThinkingConfig:
+    """The model's config: ``config`` with the fields set on the model applied.
+
+    ``config`` is a config, a preset name, a YAML path, a dict or ``None``; ``fields`` that are
+    ``None`` are left out. Raises for a bad value.
+    """
+    return resolve_config(config, **{k: v for k, v in fields.items() if v is not None})
+
+
+def call_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The config fields a call's keyword arguments set (``max_tokens`` is ``max_new_tokens``).
+
+    LangChain's own arguments (``stream``, ``model``, ``ls_*``, structured-output tags) and
+    ``None`` values are left out.
+
+    Raises:
+        TypeError: for an argument that is not a config field, naming the valid ones.
+    """
+    overrides: dict[str, Any] = {}
+    fields = SpeculativeThinkingConfig.model_fields
+    for key, value in kwargs.items():
+        if key in _IGNORED_CALL_KWARGS or key.startswith("ls_") or value is None:
+            continue
+        name = _CALL_ALIASES.get(key, key)
+        if name not in fields:
+            msg = (
+                f"unexpected argument {key!r}; per call, pass max_tokens or SpeculativeThinkingConfig "
+                f"fields ({', '.join(sorted(fields))})"
+            )
+            raise TypeError(msg)
+        overrides[name] = value
+    return overrides
+
+
+def merge_stops(own: Sequence[str] | None, call: Sequence[str] | None) -> tuple[str, ...]:
+    """The model's stop strings, then the call's, each once."""
+    return tuple(dict.fromkeys([*(own or ()), *(call or ())]))
+
+
+def check_stops(stops: Sequence[str] | None) -> None:
+    """Raise ``ValueError`` for an empty stop string (it would stop before the first character)."""
+    if any(not s for s in stops or ()):
+        msg = "stop strings must not be empty"
+        raise ValueError(msg)
+
+
+def langsmith_params(
+    config: SpeculativeThinkingConfig, model_name: str, stops: Sequence[str], kwargs: Mapping[str, Any]
+) -> LangSmithParams:
+    """The LangSmith tracing parameters of a call: provider, model, temperature, budget, stops."""
+    temperature = kwargs.get("temperature")
+    max_tokens = kwargs.get("max_tokens")
+    params = LangSmithParams(
+        ls_provider=PROVIDER,
+        ls_model_name=str(kwargs.get("model") or model_name),
+        ls_model_type="chat",
+        ls_temperature=float(config.temperature if temperature is None else temperature),
+        ls_max_tokens=int(config.max_new_tokens if max_tokens is None else max_tokens),
+    )
+    if stops:
+        params["ls_stop"] = list(stops)
+    return params

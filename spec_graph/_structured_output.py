@@ -1,0 +1,82 @@
+"""``with_structured_output`` for the chat model: prompt for JSON, then parse it.
+
+There is no constrained decoding and no tool calling: the schema goes into a system
+instruction and the answer is parsed (code fences allowed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from operator import itemgetter
+from typing import Any, Literal, cast
+
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_json_schema
+from pydantic import BaseModel
+
+__all__ = ["Method", "json_instruction", "structured_output"]
+
+Method = Literal["json_schema", "json_mode", "function_calling"]
+
+
+def structured_output(
+    llm: BaseChatModel,
+    schema: Mapping[str, Any] | type | None,
+    *,
+    method: Method,
+    include_raw: bool,
+    strict: bool | None,
+    kwargs: Mapping[str, Any],
+) -> Runnable[LanguageModelInput, Any]:
+    """The runnable behind :meth:`SpeculativeThinkingChatModel.with_structured_output` (see there)."""
+    if kwargs:
+        msg = f"unsupported arguments: {sorted(kwargs)}"
+        raise ValueError(msg)
+    if method not in ("json_schema", "json_mode", "function_calling"):
+        msg = f"unknown method {method!r}; use 'json_schema', 'json_mode' or 'function_calling'"
+        raise ValueError(msg)
+    if schema is None and method != "json_mode":
+        msg = "schema must be given unless method='json_mode'"
+        raise ValueError(msg)
+    parser: Runnable[Any, Any]
+    json_schema: dict[str, Any] | None
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        parser = PydanticOutputParser(pydantic_object=schema)
+        json_schema = schema.model_json_schema()
+    else:
+        parser = JsonOutputParser()
+        json_schema = None if schema is None else convert_to_json_schema(cast("Any", schema))
+    add_instruction = _instruction_step(llm, json_instruction(json_schema))
+    bound = add_instruction | llm.bind(
+        ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": json_schema}
+    )
+    if not include_raw:
+        return bound | parser
+    parser_assign = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+    parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
+    with_fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
+    return RunnableMap(raw=bound) | with_fallback
+
+
+def json_instruction(json_schema: dict[str, Any] | None) -> str:
+    """The system instruction asking for JSON (conforming to ``json_schema`` when given)."""
+    if json_schema is None:
+        return "Answer with one valid JSON object only, no other text."
+    return (
+        "Answer with one JSON object that conforms to this JSON schema, and no other text:\n"
+        f"{json.dumps(json_schema, ensure_ascii=False)}"
+    )
+
+
+def _instruction_step(llm: BaseChatModel, instruction: str) -> Runnable[LanguageModelInput, list[BaseMessage]]:
+    """A step that turns any model input into messages led by a system message holding ``instruction``."""
+    convert: Callable[[LanguageModelInput], Any] = llm._convert_input
+
+    def prepend(value: LanguageModelInput) -> list[BaseMessage]:
+        return [SystemMessage(content=instruction), *convert(value).to_messages()]
+
+    return RunnableLambda(prepend)
