@@ -44,6 +44,48 @@ def test_png_is_current() -> None:
     assert not [p for p in check_docs(ROOT) if p.startswith(GRAPH_PNG)]
 
 
+# -- references and install instructions --------------------------------------------------------
+def doc_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "examples").glob("*.md"))]
+
+
+TEST_PATH = re.compile(r"\btests/[\w/.-]+\.py\b")
+
+
+def test_every_cited_test_file_exists() -> None:
+    missing = [
+        f"{page.relative_to(ROOT)}: {cited}"
+        for page in doc_pages()
+        for cited in TEST_PATH.findall(page.read_text(encoding="utf-8"))
+        if not (ROOT / cited).is_file()
+    ]
+    assert missing == [], f"these pages cite test files that do not exist: {missing}"
+
+
+def test_cited_test_paths_are_found() -> None:
+    assert TEST_PATH.findall("see `tests/unit_tests/test_docs.py` and tests/a/b_c.py.") == [
+        "tests/unit_tests/test_docs.py",
+        "tests/a/b_c.py",
+    ]
+
+
+def test_install_instructions_work_from_a_clone() -> None:
+    """The package is not on PyPI: no page may tell to ``pip install spec-graph``."""
+    unpublished = re.compile(r"pip install (-U )?['\"]?spec[-_]graph\b")
+    sources = [*doc_pages(), *sorted((ROOT / "spec_graph").rglob("*.py"))]
+    assert [str(p.relative_to(ROOT)) for p in sources if unpublished.search(p.read_text(encoding="utf-8"))] == []
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("## Install from a clone", 1)[1].split("\n## ", 1)[0]
+    commands = re.search(r"```bash\n(.*?)```", install, re.S)
+    assert commands is not None
+    steps = commands.group(1)
+    order = [
+        steps.find(s)
+        for s in ("git clone ", "cd ", "python3 -m venv .venv", ". .venv/bin/activate", "pip install -e .")
+    ]
+    assert -1 not in order and order == sorted(order), steps
+
+
 # -- the API reference ---------------------------------------------------------------------------
 def documented() -> set[str]:
     names = set()
