@@ -96,7 +96,7 @@ def _mv_timeout() -> int | None:
 def _parse_boxed(content: str) -> Any:
     from math_verify import parse
 
-    return parse("\\boxed{" + content + "}", parsing_timeout=_mv_timeout())  # type: ignore[arg-type]
+    return parse("\\boxed{" + content + "}", parsing_timeout=_mv_timeout())
 
 
 def _math_verify(pred: str, gold: str) -> bool:

@@ -1,126 +1,31 @@
-"""Summaries of evaluation records: a table (Markdown and JSON) and plots (PNG and SVG).
+"""The report of an evaluation run: ``results.json``, ``results.md`` (tables) and the plots.
 
-Columns (one row per system), all over the selected records:
-
-- ``accuracy``: share of answers graded correct (with several samples: mean over samples);
-- ``avg output tokens``: tokens of an answer, both models' tokens added (each in its own tokenizer);
-- ``tokens/s``: all output tokens divided by all wall time (so long answers weigh more);
-- ``median tokens/s``: the median of the answers' own rates (robust to a few answers slowed by
-  other work on the machine);
-- ``wall time``: total seconds spent answering (model loading excluded);
-- ``s / problem`` and ``problems / h``: average wall seconds per answer, and answers per hour:
-  what a user pays for one answer;
-- ``target share``: share of all output tokens written by the target;
-- ``interventions / problem``: target stretches per answer (speculative thinking only);
-- ``truncated``: share of answers cut by the token budget (finish ``length``).
+The figures come from :mod:`spec_graph.eval.summary` (its columns are described there), the
+pictures from :mod:`spec_graph.eval.plots`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spec_graph.eval.plots import plot_accuracy_vs_speed, plot_accuracy_vs_target_share, plot_output_length
+from spec_graph.eval.summary import gap_closed, pareto_front, summarize
+
 __all__ = [
+    "gap_closed",
     "interventions_markdown",
     "pareto_front",
     "plot_accuracy_vs_speed",
+    "plot_accuracy_vs_target_share",
     "plot_output_length",
+    "share_markdown",
     "summarize",
     "to_markdown",
     "write_report",
 ]
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def summarize(records: Sequence[Mapping[str, Any]], systems: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One summary dict per system (in ``systems`` order, default: order of appearance)."""
-    names = list(systems) if systems is not None else list(dict.fromkeys(r["system"] for r in records))
-    by_system = {name: [r for r in records if r["system"] == name] for name in names}
-    baseline = {(r["id"], r["sample"]): bool(r["correct"]) for r in by_system.get("small", [])}
-    out = []
-    for name, recs in by_system.items():
-        if not recs:
-            continue
-        tokens = sum(int(r["output_tokens"]) for r in recs)
-        wall = sum(float(r["wall_seconds"]) for r in recs)
-        by_model: Counter[str] = Counter()
-        for r in recs:
-            by_model.update(r.get("output_tokens_by_model", {}))
-        per_problem: dict[str, list[bool]] = {}
-        for r in recs:
-            per_problem.setdefault(str(r["id"]), []).append(bool(r["correct"]))
-        row: dict[str, Any] = {
-            "system": name,
-            "answers": len(recs),
-            "problems": len(per_problem),
-            "correct": sum(bool(r["correct"]) for r in recs),
-            "accuracy": _mean([float(bool(r["correct"])) for r in recs]),
-            "pass_at_samples": _mean([float(any(v)) for v in per_problem.values()]),
-            "avg_output_tokens": tokens / len(recs),
-            "avg_output_tokens_by_model": {k: v / len(recs) for k, v in sorted(by_model.items())},
-            "tokens_per_second": tokens / wall if wall > 0 else 0.0,
-            "median_tokens_per_second": statistics.median(float(r.get("tokens_per_second", 0.0)) for r in recs),
-            "wall_seconds": wall,
-            "avg_wall_seconds": wall / len(recs),
-            "problems_per_hour": 3600 * len(recs) / wall if wall > 0 else 0.0,
-            "target_share": by_model.get("target", 0) / tokens if tokens else 0.0,
-            "interventions_per_problem": _mean([float(r.get("interventions", 0)) for r in recs]),
-            "truncated": _mean([float(r["finish_reason"] == "length") for r in recs]),
-            "interventions": _intervention_stats(recs),
-        }
-        drafted = sum(int(r.get("draft_tokens", {}).get("drafted", 0)) for r in recs)
-        if drafted:
-            accepted = sum(int(r.get("draft_tokens", {}).get("accepted", 0)) for r in recs)
-            row["draft_acceptance"] = accepted / drafted
-        if baseline and name != "small":
-            pairs = [(baseline[k], bool(r["correct"])) for r in recs if (k := (r["id"], r["sample"])) in baseline]
-            row["vs_small"] = {
-                "compared": len(pairs),
-                "fixed": sum(1 for b, c in pairs if c and not b),
-                "broken": sum(1 for b, c in pairs if b and not c),
-            }
-        out.append(row)
-    return out
-
-
-def _intervention_stats(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Where the target stepped in: counts by kind and category, and relative position in the answer."""
-    kinds: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
-    positions: list[float] = []
-    target_tokens: list[int] = []
-    for r in recs:
-        for i in r.get("intervention_details", []):
-            kinds[i.get("kind", "?")] += 1
-            categories[i.get("category", "?")] += 1
-            if r["output_tokens"]:
-                positions.append(i.get("token_position", 0) / r["output_tokens"])
-            target_tokens.append(int(i.get("target_tokens", 0)))
-    return {
-        "total": sum(kinds.values()),
-        "by_kind": dict(kinds.most_common()),
-        "by_category": dict(categories.most_common()),
-        "mean_relative_position": _mean(positions),
-        "mean_target_tokens": _mean([float(t) for t in target_tokens]),
-    }
-
-
-def pareto_front(rows: Sequence[Mapping[str, Any]], speed: str = "tokens_per_second") -> list[str]:
-    """Systems not beaten on both accuracy and ``speed`` (a row key) by another one (fastest first)."""
-    ordered = sorted(rows, key=lambda r: (-r[speed], -r["accuracy"]))
-    front, best = [], -1.0
-    for r in ordered:
-        if r["accuracy"] > best:
-            front.append(str(r["system"]))
-            best = r["accuracy"]
-    return front
 
 
 def to_markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> str:
@@ -209,77 +114,6 @@ def _clip(text: str | None, width: int = 160) -> str:
     return "`" + (flat if len(flat) <= width else flat[: width - 1] + "…").replace("`", "'") + "`"
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-_SPEEDS = {
-    "tokens_per_second": ("output tokens per second (wall time)", "{:.1f} tok/s"),
-    "problems_per_hour": ("problems per hour (average wall time per problem)", "{:.0f}/h"),
-}
-
-
-def plot_accuracy_vs_speed(
-    rows: Sequence[Mapping[str, Any]], path_stem: Path, title: str = "", speed: str = "tokens_per_second"
-) -> list[Path]:
-    """Accuracy against ``speed`` (tokens/s or problems/h), Pareto front drawn; saved as PNG and SVG."""
-    plt = _pyplot()
-    xlabel, fmt = _SPEEDS[speed]
-    fig, ax = plt.subplots(figsize=(7.6, 4.4))
-    markers = "osD^vP*Xh<>p"
-    for i, r in enumerate(rows):
-        label = f"{r['system']} ({100 * r['accuracy']:.0f}%, {fmt.format(r.get(speed, 0.0))})"
-        ax.scatter(r.get(speed, 0.0), 100 * r["accuracy"], s=70, marker=markers[i % len(markers)],
-                   label=label, zorder=3, alpha=0.85)  # fmt: skip
-    front = [next(r for r in rows if r["system"] == s) for s in pareto_front(rows, speed)]
-    if len(front) > 1:
-        xs = [r[speed] for r in front]
-        ys = [100 * r["accuracy"] for r in front]
-        ax.step(xs, ys, where="post", linestyle="--", color="grey", linewidth=1, label="Pareto front", zorder=2)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(bottom=0, top=max(5.0, *(100 * r["accuracy"] for r in rows)) * 1.15)
-    ax.set_xlim(left=0, right=max(1e-9, *(r.get(speed, 0.0) for r in rows)) * 1.3)
-    ax.set_title(title or "accuracy vs speed", fontsize=10)
-    ax.grid(alpha=0.3)
-    return _save(plt, fig, path_stem)
-
-
-def plot_output_length(rows: Sequence[Mapping[str, Any]], path_stem: Path, title: str = "") -> list[Path]:
-    """Average output tokens per system, split by author; saved as PNG and SVG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 0.55 * len(rows) + 2.0))
-    names = [str(r["system"]) for r in rows]
-    small = [r["avg_output_tokens_by_model"].get("small", 0.0) for r in rows]
-    target = [r["avg_output_tokens_by_model"].get("target", 0.0) for r in rows]
-    ax.barh(names, small, label="small model", color="tab:blue")
-    ax.barh(names, target, left=small, label="target model", color="tab:orange")
-    for i, r in enumerate(rows):
-        ax.annotate(f"{r['avg_output_tokens']:.0f} ({r['truncated']:.0%} cut)", (small[i] + target[i], i),
-                    textcoords="offset points", xytext=(4, -3), fontsize=8)  # fmt: skip
-    ax.invert_yaxis()
-    ax.set_xlim(right=max(1.0, *(s + t for s, t in zip(small, target, strict=True))) * 1.35)
-    ax.set_xlabel("average output tokens per answer")
-    ax.set_title(title or "output length", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
-    return _save(plt, fig, path_stem)
-
-
-def gap_closed(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Each system's share of the small -> target accuracy gap it closes (needs ``small`` and ``target``)."""
-    acc = {str(r["system"]): float(r["accuracy"]) for r in rows}
-    if "small" not in acc or "target" not in acc or acc["target"] == acc["small"]:
-        return {}
-    gap = acc["target"] - acc["small"]
-    return {name: (a - acc["small"]) / gap for name, a in acc.items()}
-
-
 def share_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """Accuracy against the target's share of the output tokens, with the gap each system closes."""
     closed = gap_closed(rows)
@@ -299,44 +133,6 @@ def share_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         met = "yes" if closed[name] >= 0.5 and r["target_share"] <= 0.5 else ""
         lines.append(f"| `{name}` | {r['target_share']:.1%} | {r['accuracy']:.1%} | {closed[name]:.0%} | {met} |")
     return "\n".join(lines) + "\n"
-
-
-def plot_accuracy_vs_target_share(rows: Sequence[Mapping[str, Any]], path_stem: Path, title: str = "") -> list[Path]:
-    """Accuracy against the target's share of the output tokens, saved as PNG and SVG.
-
-    With ``small`` and ``target`` in the rows, the half-gap line and the 50 % share line mark the
-    goal region of a trigger policy.
-    """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.6, 4.4))
-    markers = "osD^vP*Xh<>p"
-    for i, r in enumerate(rows):
-        label = f"{r['system']} ({100 * r['accuracy']:.0f}%, target {100 * r['target_share']:.0f}%)"
-        ax.scatter(100 * r["target_share"], 100 * r["accuracy"], s=70, marker=markers[i % len(markers)],
-                   label=label, zorder=3, alpha=0.85)  # fmt: skip
-    acc = {str(r["system"]): 100 * float(r["accuracy"]) for r in rows}
-    if "small" in acc and "target" in acc:
-        half = (acc["small"] + acc["target"]) / 2
-        ax.axhline(half, color="grey", linestyle="--", linewidth=1, label="half of the small -> target gap")
-        ax.axvline(50, color="grey", linestyle=":", linewidth=1, label="target writes half")
-        ax.fill_between([0, 50], half, max(100.0, half), color="tab:green", alpha=0.08, label="goal")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    ax.set_xlabel("share of output tokens written by the target (%)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_xlim(-3, 103)
-    ax.set_ylim(bottom=0, top=max(5.0, *(100 * r["accuracy"] for r in rows)) * 1.15)
-    ax.set_title(title or "accuracy vs target share", fontsize=10)
-    ax.grid(alpha=0.3)
-    return _save(plt, fig, path_stem)
-
-
-def _save(plt: Any, fig: Any, stem: Path) -> list[Path]:
-    fig.tight_layout()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=150 if p.suffix == ".png" else None)
-    plt.close(fig)
-    return paths
 
 
 def write_report(
