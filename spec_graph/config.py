@@ -1,8 +1,12 @@
 """Configuration of Speculative Thinking (algorithm.md, section 2).
 
 `SpeculativeThinkingConfig` holds every parameter of the algorithm, validated and
-frozen. It loads our own YAML/dict format as well as the reference code's YAML files
-(uservan/speculative_thinking, `config/*.yml`) through `from_reference` / `from_yaml`.
+frozen; `PRESETS` and `resolve_config` give one from a name, a file, a dict or overrides.
+Files (our YAML format and the reference code's, uservan/speculative_thinking
+`config/*.yml`) are read and written by `spec_graph.config_files`; the sampling fields share
+their types with `spec_graph.sampling.SamplingParams` (`config.sampling`), the policy settings
+come from the policy registry (`spec_graph.policies.registry`). Loaders raise
+`spec_graph.config_errors.ConfigError`: one line naming the field and the valid values.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spec_graph.policy_config import KeywordPolicyConfig, PolicyConfig, parse_policy
+from spec_graph.config_errors import ConfigError
+from spec_graph.config_files import dump_yaml, read_yaml, translate_reference
+from spec_graph.policy_config import KeywordPolicyConfig, PolicyConfig
+from spec_graph.sampling import SamplingParams, Seed, Temperature, TopK, TopP
 
 __all__ = ["PRESETS", "SpeculativeThinkingConfig", "resolve_config"]
 
@@ -24,29 +30,6 @@ _KEYWORD_FIELDS = (
     "reflection_keywords",
     "verification_keywords",
 )
-
-# Reference key -> our field name(s).
-_REFERENCE_KEYS: dict[str, tuple[str, ...]] = {
-    "TRIGGER_TOKENS": ("trigger_strings",),
-    "max_target_tokens": ("probe_tokens",),
-    "original_recap_token_num": ("verify_tokens", "recap_tokens"),
-    "recap_after_negative_num": ("negative_threshold",),
-    "add_each_recap": ("recap_growth",),
-    "add_each_neg": ("negative_threshold_growth",),
-    "max_recap_token_num": ("recap_tokens_cap",),
-    "max_negative_num": ("negative_threshold_cap",),
-    "help_recap_words": ("recap_prompt",),
-    "help_think_word": ("think_prompt",),
-    "begin": ("opening",),
-    "begin_token_num": ("opening_tokens",),
-    "time_out": ("time_budget",),
-}
-# Sub-keys of the reference's TARGET_VALIDATION_KEYWORDS.
-_REFERENCE_KEYWORD_KEYS = {
-    "positive": "affirmation_keywords",
-    "negative": "reflection_keywords",
-    "verify": "verification_keywords",
-}
 
 
 class SpeculativeThinkingConfig(BaseModel):
@@ -76,9 +59,10 @@ class SpeculativeThinkingConfig(BaseModel):
         description="Verification keywords, sentiment -1; a kept stretch holding one "
         "makes the target write verify_tokens more (reference verify).",
     )
-    keyword_matching: Literal["word", "substring"] = Field(
+    keyword_matching: Literal["word", "inflected", "substring"] = Field(
         "word",
-        description="'word': whole words/phrases only (fix); 'substring': plain "
+        description="'word': whole words/phrases only (fix); 'inflected': whole words and their "
+        "inflections ('check' also matches 'checks', 'checked', 'checking'); 'substring': plain "
         "str.count like the reference (parity runs).",
     )
     probe_tokens: int = Field(
@@ -151,27 +135,10 @@ class SpeculativeThinkingConfig(BaseModel):
         ge=1,
         description="Most tokens of one small-model stretch (reference hard-coded).",
     )
-    temperature: float = Field(
-        0.6,
-        ge=0,
-        le=100,
-        description="Sampling temperature; 0 = greedy (reference hard-coded 0.6).",
-    )
-    top_p: float = Field(
-        0.95,
-        gt=0,
-        le=1,
-        description="Nucleus sampling mass (reference hard-coded 0.95).",
-    )
-    top_k: int = Field(
-        50,
-        ge=0,
-        description="Top-k sampling; 0 = off (reference hard-coded 50).",
-    )
-    seed: int | None = Field(
-        None,
-        description="Random seed, or None for unseeded sampling (no reference key).",
-    )
+    temperature: Temperature = Field(0.6, description="Sampling temperature; 0 = greedy (reference hard-coded 0.6).")
+    top_p: TopP = Field(0.95, description="Nucleus sampling mass (reference hard-coded 0.95).")
+    top_k: TopK = Field(50, description="Top-k sampling; 0 = off (reference hard-coded 50).")
+    seed: Seed = Field(None, description="Random seed, or None for unseeded sampling (no reference key).")
     max_new_tokens: int = Field(
         8192,
         ge=1,
@@ -185,9 +152,10 @@ class SpeculativeThinkingConfig(BaseModel):
     )
     policy: PolicyConfig = Field(
         default_factory=KeywordPolicyConfig,
-        description="When the target writes (spec_graph.policies): 'keyword' (the paper, default), "
-        "'regex:<pattern>', 'uncertainty:<p>' / 'entropy:<nats>' (the small model's own token "
-        "probabilities), 'never' or 'always'; or a dict with 'kind' and the policy's settings (no reference key).",
+        description="When the target writes (spec_graph.policies.registry): 'keyword' (the paper, default), "
+        "'uncertainty:<p>' / 'entropy:<nats>' (the small model's own token probabilities), 'verify:<p>', "
+        "'step-entropy:<nats>', 'loop', 'regex:<pattern>', 'never', 'always', several joined by '+', or a dict "
+        "with 'kind' and the policy's settings (no reference key).",
     )
     target_drafting: Literal["auto", "off"] = Field(
         "auto",
@@ -212,11 +180,6 @@ class SpeculativeThinkingConfig(BaseModel):
             msg = "trigger_strings must not contain an empty string"
             raise ValueError(msg)
         return value
-
-    @field_validator("policy", mode="before")
-    @classmethod
-    def _parse_policy(cls, value: Any) -> Any:
-        return parse_policy(value)
 
     @field_validator(*_KEYWORD_FIELDS)
     @classmethod
@@ -248,6 +211,19 @@ class SpeculativeThinkingConfig(BaseModel):
                     raise ValueError(msg)
         return self
 
+    @property
+    def sampling(self) -> SamplingParams:
+        """The sampling fields as one object."""
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed)
+
+    @classmethod
+    def validated(cls, values: Mapping[str, Any], *, where: str = "") -> SpeculativeThinkingConfig:
+        """`model_validate`, raising a one-line `ConfigError` (``where``: e.g. a file name, put first)."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError.from_validation(exc, fields=cls.model_fields, where=where) from None
+
     @classmethod
     def preset(cls, name: str, **overrides: object) -> SpeculativeThinkingConfig:
         """Return a named preset, optionally with fields overridden.
@@ -258,6 +234,7 @@ class SpeculativeThinkingConfig(BaseModel):
 
         Raises:
             ValueError: If the preset is unknown.
+            ConfigError: For a bad override (one line naming it).
 
         """
         if name not in PRESETS:
@@ -280,12 +257,12 @@ class SpeculativeThinkingConfig(BaseModel):
             **overrides: Field values applied last.
 
         """
-        values, ignored = _translate_reference(mapping)
+        values, ignored = translate_reference(mapping, cls.model_fields)
         if ignored:
             names = ", ".join(ignored)
             msg = f"ignoring keys that are not algorithm parameters: {names}"
             warnings.warn(msg, UserWarning, stacklevel=2)
-        return cls.model_validate({**values, **overrides})
+        return cls.validated({**values, **overrides})
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: object) -> SpeculativeThinkingConfig:
@@ -296,21 +273,17 @@ class SpeculativeThinkingConfig(BaseModel):
             **overrides: Field values applied last.
 
         Raises:
-            ValueError: If the file does not hold a mapping.
+            FileNotFoundError: If there is no such file.
+            ValueError: If the file is not YAML or does not hold a mapping.
+            ConfigError: For a bad value (one line naming the file and the field).
 
         """
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            msg = f"{path}: expected a YAML mapping, got {type(data).__name__}"
-            raise ValueError(msg)
-        values, ignored = _translate_reference(data)
+        values, ignored = translate_reference(read_yaml(path), cls.model_fields)
         if ignored:
             names = ", ".join(ignored)
             msg = f"{path}: ignoring keys that are not algorithm parameters: {names}"
             warnings.warn(msg, UserWarning, stacklevel=2)
-        return cls.model_validate({**values, **overrides})
+        return cls.validated({**values, **overrides}, where=str(path))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Dump the config as YAML with our field names; write it to `path` if given.
@@ -319,52 +292,10 @@ class SpeculativeThinkingConfig(BaseModel):
             The YAML text; `from_yaml` of it gives back an equal config.
 
         """
-        text = yaml.dump(
-            self.model_dump(mode="json"),
-            Dumper=_Dumper,
-            sort_keys=False,
-            allow_unicode=True,
-        )
+        text = dump_yaml(self.model_dump(mode="json"))
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
-
-
-def _translate_reference(
-    mapping: Mapping[str, Any],
-) -> tuple[dict[str, Any], list[str]]:
-    """Map reference keys to our field names; return (values, ignored keys)."""
-    from_ref: dict[str, Any] = {}
-    own: dict[str, Any] = {}
-    ignored: list[str] = []
-    for key, value in mapping.items():
-        if key in SpeculativeThinkingConfig.model_fields:
-            own[key] = value
-        elif key in _REFERENCE_KEYS:
-            off = key == "time_out" and (value is None or (isinstance(value, int | float) and value <= 0))
-            for field in _REFERENCE_KEYS[key]:
-                from_ref[field] = None if off else value
-        elif key == "TARGET_VALIDATION_KEYWORDS" and isinstance(value, Mapping):
-            for sub, words in value.items():
-                if sub in _REFERENCE_KEYWORD_KEYS:
-                    from_ref[_REFERENCE_KEYWORD_KEYS[sub]] = words
-                else:
-                    ignored.append(f"{key}.{sub}")
-        else:
-            ignored.append(str(key))
-    return {**from_ref, **own}, ignored
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe dumper that double-quotes strings holding control characters."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = '"' if any(not ch.isprintable() for ch in value) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
 
 
 def _preset_names() -> str:
@@ -375,7 +306,7 @@ def _with_overrides(config: SpeculativeThinkingConfig, overrides: Mapping[str, o
     """Return `config` re-validated with `overrides` applied (itself when none)."""
     if not overrides:
         return config
-    return SpeculativeThinkingConfig.model_validate({**config.model_dump(), **overrides})
+    return SpeculativeThinkingConfig.validated({**config.model_dump(), **overrides})
 
 
 PRESETS: dict[str, SpeculativeThinkingConfig] = {
@@ -397,12 +328,14 @@ def resolve_config(
         **overrides: Field values applied last.
 
     Raises:
-        ValueError: For an unknown preset name or invalid values.
+        ValueError: For an unknown preset name (naming the known ones).
+        ConfigError: For an invalid value (a ValueError too): one line naming the field and the valid values.
+        FileNotFoundError: For a YAML path that does not exist.
         TypeError: For an unsupported type.
 
     """
     if config is None:
-        return SpeculativeThinkingConfig.model_validate(overrides)
+        return SpeculativeThinkingConfig.validated(overrides)
     if isinstance(config, SpeculativeThinkingConfig):
         return _with_overrides(config, overrides)
     if isinstance(config, Path) or (isinstance(config, str) and config.lower().endswith((".yml", ".yaml"))):
@@ -413,6 +346,6 @@ def resolve_config(
             raise ValueError(msg)
         return SpeculativeThinkingConfig.preset(config, **overrides)
     if isinstance(config, Mapping):
-        return SpeculativeThinkingConfig.model_validate({**config, **overrides})
+        return SpeculativeThinkingConfig.validated({**config, **overrides})
     msg = f"cannot build a SpeculativeThinkingConfig from {type(config).__name__}"
     raise TypeError(msg)

@@ -1,12 +1,14 @@
 """Settings of the trigger policies (what :attr:`SpeculativeThinkingConfig.policy` holds).
 
-Each policy is a small frozen pydantic model told apart by ``kind``; a short string works too
-(:func:`parse_policy`): ``"keyword"``, ``"never"``, ``"always"``, ``"uncertainty:0.5"``
-(top-1 probability below 0.5), ``"entropy:2.5"`` (entropy above 2.5 nats),
-``"regex:<pattern>"``, ``"verify:0.3"`` (the target checks each step; ``"verify:0.3:0.5"``: only
-steps with a token of top-1 probability below 0.5), ``"step-entropy:1.5"``
-(the entropy of a step's first token), ``"loop"`` (repetition), and combinations joined by
-``+`` (``"loop+verify:0.3"``: the first policy that acts decides). The behaviour lives in :mod:`spec_graph.policies`.
+Each policy is a small frozen pydantic model (a :class:`PolicySettings`) told apart by ``kind``;
+the policy registry (:mod:`spec_graph.policies.registry`) maps each ``kind`` to its policy class
+and its short strings. A short string works wherever settings do (:func:`parse_policy`):
+``"keyword"``, ``"never"``, ``"always"``, ``"uncertainty:0.5"`` (top-1 probability below 0.5),
+``"entropy:2.5"`` (entropy above 2.5 nats), ``"regex:<pattern>"``, ``"verify:0.3"`` (the target
+checks each step; ``"verify:0.3:0.5"``: only steps with a token of top-1 probability below 0.5),
+``"step-entropy:1.5"`` (the entropy of a step's first token), ``"loop"`` (repetition), and
+combinations joined by ``+`` (``"loop+verify:0.3"``: the first policy that acts decides). The
+behaviour lives in :mod:`spec_graph.policies`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
 __all__ = [
     "AlwaysPolicyConfig",
@@ -23,6 +25,7 @@ __all__ = [
     "LoopPolicyConfig",
     "NeverPolicyConfig",
     "PolicyConfig",
+    "PolicySettings",
     "RegexPolicyConfig",
     "StepEntropyPolicyConfig",
     "UncertaintyPolicyConfig",
@@ -31,17 +34,40 @@ __all__ = [
 ]
 
 
-class _Policy(BaseModel):
+class PolicySettings(BaseModel):
+    """Base of every policy's settings: frozen, unknown keys rejected, told apart by ``kind``."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    kind: str
 
-class KeywordPolicyConfig(_Policy):
+
+def parse_policy(value: Any) -> Any:
+    """A policy's settings from settings, a dict with ``kind``, or a short string (see module doc).
+
+    The registry (:data:`spec_graph.policies.registry.POLICIES`) knows the kinds and short strings;
+    it is imported here, on first use, because it holds the policy classes, which import the config.
+
+    Raises:
+        ValueError: an unknown name or kind, with the accepted forms; a pydantic
+            ``ValidationError`` for a bad setting (naming it).
+    """
+    from spec_graph.policies.registry import POLICIES
+
+    return POLICIES.settings(value)
+
+
+PolicyConfig = Annotated[PolicySettings, BeforeValidator(parse_policy), SerializeAsAny()]
+"""Any policy's settings (a registered kind, a dict with ``kind`` or a short string), validated by its model."""
+
+
+class KeywordPolicyConfig(PolicySettings):
     """The paper's rule: keywords in the small model's probe at each boundary (the default)."""
 
     kind: Literal["keyword"] = "keyword"
 
 
-class RegexPolicyConfig(_Policy):
+class RegexPolicyConfig(PolicySettings):
     r"""The target writes when one of ``patterns`` matches the small model's probe at a boundary.
 
     E.g. ``[r"^\s*\d[\d\s.,]*[-+*/×x=]"]`` hands every line that starts with an equation to the
@@ -70,7 +96,7 @@ class RegexPolicyConfig(_Policy):
         return value
 
 
-class UncertaintyPolicyConfig(_Policy):
+class UncertaintyPolicyConfig(PolicySettings):
     """The target writes where the small model is unsure of its next token.
 
     ``scope="token"``: the small model stops before any token whose distribution is too
@@ -100,7 +126,7 @@ class UncertaintyPolicyConfig(_Policy):
         return self
 
 
-class VerifyPolicyConfig(_Policy):
+class VerifyPolicyConfig(PolicySettings):
     """The target checks every step the small model writes, at the cost of one catch-up.
 
     The small model writes a step (to its next trigger string, at most ``step_tokens``); the
@@ -130,7 +156,7 @@ class VerifyPolicyConfig(_Policy):
     )
 
 
-class StepEntropyPolicyConfig(_Policy):
+class StepEntropyPolicyConfig(PolicySettings):
     """The target writes a step when the small model is unsure how to start it.
 
     At each trigger string the small model's distribution of the step's first token is
@@ -143,7 +169,7 @@ class StepEntropyPolicyConfig(_Policy):
     step_tokens: int = Field(64, ge=1, description="Longest step the target writes.")
 
 
-class LoopPolicyConfig(_Policy):
+class LoopPolicyConfig(PolicySettings):
     """The target takes over with a recap when the small model repeats itself.
 
     At each trigger string: a loop is the last step (the text since the previous trigger
@@ -156,7 +182,7 @@ class LoopPolicyConfig(_Policy):
     min_chars: int = Field(16, ge=1, description="Shortest step whose repetition counts.")
 
 
-class AnyPolicyConfig(_Policy):
+class AnyPolicyConfig(PolicySettings):
     """Policies combined: each is asked in order, and the first that does not keep decides.
 
     They share one probe per step (the first policy that asks writes it), so put the policy
@@ -175,78 +201,13 @@ class AnyPolicyConfig(_Policy):
         return value
 
 
-class NeverPolicyConfig(_Policy):
+class NeverPolicyConfig(PolicySettings):
     """The target never writes: the small model alone (a baseline)."""
 
     kind: Literal["never"] = "never"
 
 
-class AlwaysPolicyConfig(_Policy):
+class AlwaysPolicyConfig(PolicySettings):
     """The target writes everything: the target alone (a baseline)."""
 
     kind: Literal["always"] = "always"
-
-
-PolicyConfig = Annotated[
-    KeywordPolicyConfig
-    | RegexPolicyConfig
-    | UncertaintyPolicyConfig
-    | VerifyPolicyConfig
-    | StepEntropyPolicyConfig
-    | LoopPolicyConfig
-    | AnyPolicyConfig
-    | NeverPolicyConfig
-    | AlwaysPolicyConfig,
-    Field(discriminator="kind"),
-]
-"""Any policy's settings, told apart by ``kind``."""
-AnyPolicyConfig.model_rebuild()
-
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(PolicyConfig)
-_SHORT = (
-    "'keyword', 'never', 'always', 'uncertainty:<p>', 'entropy:<nats>', 'verify:<p>[:<gate p>]', "
-    "'step-entropy:<nats>', 'loop', 'regex:<pattern>', or several joined by '+'"
-)
-
-
-def parse_policy(value: Any) -> Any:
-    """A policy's settings from a model, a dict with ``kind``, or a short string (see module doc).
-
-    Raises:
-        ValueError: an unknown name or a bad threshold, with the accepted forms.
-    """
-    if isinstance(value, _Policy):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if "+" in text and not text.startswith("regex:"):
-            parts = [p.strip() for p in text.split("+")]
-            if all(parts):
-                return AnyPolicyConfig(policies=tuple(parse_policy(p) for p in parts))
-        name, _, arg = text.partition(":")
-        if name in ("keyword", "never", "always", "loop") and not arg:
-            return _ADAPTER.validate_python({"kind": name})
-        if name == "regex" and arg:
-            return RegexPolicyConfig(patterns=(arg,))
-        number = _number(arg)
-        if name in ("uncertainty", "entropy") and number is not None:
-            measure = "top1" if name == "uncertainty" else "entropy"
-            return UncertaintyPolicyConfig(threshold=number, measure=measure)
-        if name == "verify":
-            threshold, _, gate = arg.partition(":")
-            if (t := _number(threshold)) is not None and (not gate or _number(gate) is not None):
-                return VerifyPolicyConfig(threshold=t, gate=_number(gate))
-        if name == "step-entropy" and number is not None:
-            return StepEntropyPolicyConfig(threshold=number)
-        if name == "loop" and number is not None and number.is_integer():
-            return LoopPolicyConfig(ngram=int(number))
-        msg = f"unknown policy {value!r}: use {_SHORT}, or a dict with 'kind'"
-        raise ValueError(msg)
-    return _ADAPTER.validate_python(value)
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None

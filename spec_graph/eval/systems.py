@@ -27,7 +27,6 @@ import contextlib
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from spec_graph.generators.base import GenerateRequest, Generator
@@ -40,6 +39,7 @@ __all__ = [
     "SingleModelSystem",
     "SpecThinkingSystem",
     "System",
+    "check_system",
     "make_system",
 ]
 
@@ -58,13 +58,26 @@ SYSTEM_KINDS = (
 
 @dataclass(frozen=True)
 class SampleOptions:
-    """How every system writes one answer: budget, sampling (``temperature=0``: greedy) and seed."""
+    """How every system writes one answer: budget, sampling (``temperature=0``: greedy) and seed.
+
+    The sampling values are checked by :class:`~spec_graph.sampling.SamplingParams` (a one-line
+    :class:`~spec_graph.config_errors.ConfigError` naming the field).
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 0.95
     top_k: int = 50
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        """Validate the sampling values and the budget."""
+        from spec_graph.sampling import SamplingParams
+
+        SamplingParams.check(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed)
+        if self.max_new_tokens < 1:
+            msg = f"max_new_tokens: must be >= 1, got {self.max_new_tokens}"
+            raise ValueError(msg)
 
 
 @dataclass
@@ -289,6 +302,41 @@ def _as_generator(model: Generator | str) -> Generator:
     return as_generator(model)
 
 
+_PLAIN = ("small", "target", "target:draft", "specdec", "generate:small", "generate:target")
+
+
+def _spec_config(name: str) -> Any:
+    """The config of a ``spec[:<preset|yaml|policy>]`` system (checked: one line naming what is wrong)."""
+    from spec_graph.config import PRESETS, resolve_config
+    from spec_graph.config_errors import one_line
+    from spec_graph.policy_config import parse_policy
+
+    what = name.partition(":")[2] or "reasoning"
+    try:
+        if what.lower().endswith((".yml", ".yaml")) or what in PRESETS:
+            return resolve_config(what)
+        return resolve_config(None, policy=parse_policy(what))
+    except (ValueError, OSError) as exc:
+        msg = f"system {name!r}: {one_line(exc)}"
+        if what not in PRESETS and "unknown policy" in str(exc):
+            msg = f"system {name!r}: unknown preset or policy (presets: {', '.join(sorted(PRESETS))}; {exc})"
+        raise ValueError(msg) from None
+
+
+def check_system(spec: str) -> None:
+    """Check a system's name (and a ``spec:`` system's preset, file or policy) without loading anything.
+
+    Raises:
+        ValueError: one line naming the system and what is accepted.
+    """
+    name = spec.strip()
+    if name == "spec" or name.startswith("spec:"):
+        _spec_config(name)
+    elif name not in _PLAIN:
+        msg = f"unknown system {spec!r}; choose from {', '.join(SYSTEM_KINDS)}"
+        raise ValueError(msg)
+
+
 def make_system(spec: str, small: Generator | str, target: Generator | str) -> System:
     """Build a system from its name (see the module docstring) for a small and a target model.
 
@@ -319,21 +367,8 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
         cfg = resolve_config(None, policy="always", target_drafting="auto")
         return SpecThinkingSystem(name, small_gen, target_gen, cfg)
     if name == "spec" or name.startswith("spec:"):
-        from spec_graph.config import PRESETS, resolve_config
-        from spec_graph.policy_config import parse_policy
-
         what = name.partition(":")[2] or "reasoning"
-        if what.lower().endswith((".yml", ".yaml")) and not Path(what).expanduser().is_file():
-            msg = f"system {name!r}: config file {what!r} does not exist"
-            raise ValueError(msg)
-        if what not in PRESETS and not what.lower().endswith((".yml", ".yaml")):
-            try:
-                policy = parse_policy(what)
-            except ValueError as exc:
-                msg = f"system {name!r}: unknown preset or policy ({', '.join(sorted(PRESETS))}, or {exc})"
-                raise ValueError(msg) from exc
-            return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, resolve_config(None, policy=policy))
-        return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, resolve_config(what))
+        return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, _spec_config(name))
     if name == "specdec":
         return HFGenerateSystem(name, target_gen, small_gen, role="target")
     if name in ("generate:small", "generate:target"):

@@ -13,27 +13,19 @@ Shipped, deciding from the small model (:mod:`spec_graph.policies.small`):
 :class:`NeverPolicy` and :class:`AlwaysPolicy`; judging steps (:mod:`spec_graph.policies.target`):
 :class:`VerifyPolicy` (the target scores each step), :class:`StepEntropyPolicy`,
 :class:`LoopPolicy`, and :class:`AnyPolicy` to combine them. Write your own by subclassing
-:class:`Policy` and overriding :meth:`Policy.decide`.
+:class:`Policy` and overriding :meth:`Policy.decide`; register it (one :class:`PolicyEntry` in
+:data:`POLICIES`, :mod:`spec_graph.policies.registry`) to name it in configs, the CLI and evaluations.
 """
 
 from __future__ import annotations
 
 from spec_graph.policies.base import Action, Policy, ProbeView, Step, TargetScores, TriggerPolicy, checks_every_step
+from spec_graph.policies.registry import POLICIES, PolicyEntry, PolicyRegistry
 from spec_graph.policies.small import AlwaysPolicy, KeywordPolicy, NeverPolicy, RegexPolicy, UncertaintyPolicy
 from spec_graph.policies.target import AnyPolicy, LoopPolicy, StepEntropyPolicy, VerifyPolicy
-from spec_graph.policy_config import (
-    AlwaysPolicyConfig,
-    AnyPolicyConfig,
-    KeywordPolicyConfig,
-    LoopPolicyConfig,
-    NeverPolicyConfig,
-    RegexPolicyConfig,
-    StepEntropyPolicyConfig,
-    UncertaintyPolicyConfig,
-    VerifyPolicyConfig,
-)
 
 __all__ = [
+    "POLICIES",
     "Action",
     "AlwaysPolicy",
     "AnyPolicy",
@@ -41,6 +33,8 @@ __all__ = [
     "LoopPolicy",
     "NeverPolicy",
     "Policy",
+    "PolicyEntry",
+    "PolicyRegistry",
     "ProbeView",
     "RegexPolicy",
     "Step",
@@ -55,33 +49,5 @@ __all__ = [
 
 
 def build_policy(settings: object) -> TriggerPolicy:
-    """The policy for a config's ``policy`` settings (a policy object passes through)."""
-    if isinstance(settings, KeywordPolicyConfig):
-        return KeywordPolicy()
-    if isinstance(settings, RegexPolicyConfig):
-        return RegexPolicy(settings.patterns, stretch_tokens=settings.stretch_tokens, ignore_case=settings.ignore_case)
-    if isinstance(settings, UncertaintyPolicyConfig):
-        return UncertaintyPolicy(
-            settings.threshold,
-            measure=settings.measure,
-            scope=settings.scope,
-            stretch_tokens=settings.stretch_tokens,
-            min_small_tokens=settings.min_small_tokens,
-        )
-    if isinstance(settings, VerifyPolicyConfig):
-        s = settings
-        return VerifyPolicy(s.threshold, step_tokens=s.step_tokens, stretch_tokens=s.stretch_tokens, gate=s.gate)
-    if isinstance(settings, StepEntropyPolicyConfig):
-        return StepEntropyPolicy(settings.threshold, step_tokens=settings.step_tokens)
-    if isinstance(settings, LoopPolicyConfig):
-        return LoopPolicy(ngram=settings.ngram, min_chars=settings.min_chars)
-    if isinstance(settings, AnyPolicyConfig):
-        return AnyPolicy([build_policy(s) for s in settings.policies])
-    if isinstance(settings, NeverPolicyConfig):
-        return NeverPolicy()
-    if isinstance(settings, AlwaysPolicyConfig):
-        return AlwaysPolicy()
-    if isinstance(settings, TriggerPolicy):
-        return settings
-    msg = f"not a policy or policy settings: {settings!r}"
-    raise TypeError(msg)
+    """The policy for a config's ``policy`` settings (a policy object passes through); see :data:`POLICIES`."""
+    return POLICIES.build(settings)

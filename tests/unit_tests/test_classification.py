@@ -9,6 +9,7 @@ from spec_graph.classification import (
     StepClassification,
     classify_step,
     contains_verification,
+    inflections,
     sentiment,
 )
 from spec_graph.config import SpeculativeThinkingConfig
@@ -127,3 +128,44 @@ def test_result_is_frozen_and_category_is_a_str() -> None:
         result.sentiment = 1  # type: ignore[misc]
     assert StepCategory.REFLECTION == "reflection"
     assert StepCategory("verification") is VER
+
+
+INFLECTED = SpeculativeThinkingConfig(keyword_matching="inflected")
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "hits"),
+    [
+        ("Let me try checking this.", VER, (0, 0, 1)),
+        ("Verifying: 2 + 2 = 4.", VER, (0, 0, 1)),
+        ("I verified it and checked it.", VER, (0, 0, 2)),
+        ("Waiting is over.", REF, (0, 1, 0)),
+        ("He waited.", REF, (0, 1, 0)),
+        ("Recapping what we have.", VER, (0, 0, 1)),
+        ("Thinking again about it.", VER, (0, 0, 1)),
+        ("Holding on to that.", REF, (0, 1, 0)),
+        ("Our final answers are 4 and 5.", AFF, (1, 0, 0)),
+        ("Let me check.", VER, (0, 0, 1)),  # the word itself still counts
+        ("Rechecked it.", NEU, (0, 0, 0)),  # no prefixes
+        ("Go to checkout.", NEU, (0, 0, 0)),  # not a partial word either
+        ("We await the result.", NEU, (0, 0, 0)),
+        ("The eyes of the model.", NEU, (0, 0, 0)),
+    ],
+)
+def test_inflected_matching_catches_inflections_of_whole_words(
+    text: str, category: StepCategory, hits: tuple[int, int, int]
+) -> None:
+    result = classify_step(text, INFLECTED)
+    assert result.category is category
+    assert (result.affirmation_hits, result.reflection_hits, result.verification_hits) == hits
+    assert classify_step(text, WORD).category is (category if text in ("Let me check.",) else NEU)
+
+
+def test_inflections_of_regular_words() -> None:
+    assert set(inflections("check")) >= {"check", "checks", "checked", "checking"}
+    assert set(inflections("verify")) >= {"verifies", "verified", "verifying"}
+    assert set(inflections("recap")) >= {"recaps", "recapped", "recapping"}
+    assert set(inflections("recognize")) >= {"recognized", "recognizing", "recognizes"}
+    assert "waitted" not in inflections("wait")  # two vowels: no doubling
+    assert inflections("on") == ("on",) and inflections("x2") == ("x2",)
+    assert contains_verification("I am checking", INFLECTED) and not contains_verification("I am checking", WORD)

@@ -35,7 +35,7 @@ def test_bad_option_is_one_line_and_exit_status_2(
     ("args", "message"),
     [
         (["--preset", "bogus"], "unknown preset 'bogus'"),
-        (["--preset", "/no/such/config.yml"], "No such file or directory"),
+        (["--preset", "/no/such/config.yml"], "config file '/no/such/config.yml' does not exist"),
     ],
 )
 def test_bad_preset_is_one_line_and_exit_status_2(

@@ -9,6 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from spec_graph.config import PRESETS, SpeculativeThinkingConfig, resolve_config
+from spec_graph.config_errors import ConfigError
+from spec_graph.sampling import SamplingParams
 
 REFERENCE_DIR = Path("/work/shared/data/reference_configs")
 
@@ -374,3 +376,60 @@ def test_resolve_config_errors() -> None:
         resolve_config({"mode": "vllm"})
     with pytest.raises(TypeError, match="int"):
         resolve_config(3)  # type: ignore[arg-type]
+
+
+# -- one-line errors, sampling ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"temperature": -1}, "temperature: Input should be greater than or equal to 0, got -1"),
+        ({"keyword_matching": "stems"}, "keyword_matching: Input should be 'word', 'inflected' or 'substring'"),
+        ({"policy": "verify:1.5"}, "policy.threshold: Input should be less than or equal to 1, got 1.5"),
+        ({"policy": "bogus"}, "policy: unknown policy 'bogus': use keyword, never, always, uncertainty:<p>"),
+        ({"probe_tokn": 3}, "probe_tokn: unknown setting (did you mean 'probe_tokens'?)"),
+    ],
+)
+def test_loader_errors_are_one_line_naming_the_field(overrides: dict, message: str) -> None:
+    """resolve_config, presets and files raise a ConfigError (a ValidationError) in one line."""
+    for make in (
+        lambda: resolve_config(None, **overrides),
+        lambda: SpeculativeThinkingConfig.preset("reasoning", **overrides),
+    ):
+        with pytest.raises(ConfigError) as info:
+            make()
+        assert isinstance(info.value, ValidationError) and isinstance(info.value, ValueError)
+        text = str(info.value)
+        assert "\n" not in text and text.startswith(message), text
+
+
+def test_yaml_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text("temperature: -1\npolicy: 'uncertainty:2'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(path)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(f"{path}: temperature: Input should be greater than or equal to 0")
+    assert "policy: a top1 threshold is a probability strictly between 0 and 1" in text
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_config(tmp_path / "missing.yml")
+    (tmp_path / "broken.yml").write_text("a: [1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid YAML") as broken:
+        resolve_config(str(tmp_path / "broken.yml"))
+    assert "\n" not in str(broken.value)
+
+
+def test_sampling_params_are_one_object_validated_like_the_config() -> None:
+    cfg = SpeculativeThinkingConfig(temperature=0, top_k=3, seed=1)
+    assert cfg.sampling == SamplingParams(temperature=0, top_p=0.95, top_k=3, seed=1)
+    assert cfg.sampling.greedy and not SamplingParams().greedy
+    assert SamplingParams() == SpeculativeThinkingConfig().sampling  # same defaults
+    assert SamplingParams.check(temperature=None, seed=None) == SamplingParams()
+    for field, bad in (("temperature", -0.5), ("temperature", 101), ("top_p", 0), ("top_k", -1), ("seed", "x")):
+        with pytest.raises(ConfigError, match=f"^{field}: ") as info:
+            SamplingParams.check(**{field: bad})
+        with pytest.raises(ValidationError, match=field):
+            SpeculativeThinkingConfig(**{field: bad})
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        SamplingParams.check(temprature=1)
