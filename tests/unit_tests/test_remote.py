@@ -415,6 +415,60 @@ def test_deadline_during_the_stream_keeps_the_text() -> None:
     assert "First we add two and two.".startswith(seg.text)
 
 
+def mocked(handler: Any, **kw: Any) -> RemoteGenerator:
+    """A generator whose requests go to ``handler`` (an ``httpx.MockTransport``), no socket."""
+    import httpx
+
+    gen = RemoteGenerator("m", base_url="http://test", chat_template=TEMPLATE, engine="generic", **kw)
+    gen.server._client = httpx.Client(transport=httpx.MockTransport(handler))
+    return gen
+
+
+def test_server_sent_events_are_read_as_the_spec_says() -> None:
+    """Comments, other fields, ``data:`` without a space, one event over two ``data`` lines (httpx-sse)."""
+    import httpx
+
+    stream = (
+        ": keep-alive\n\n"
+        'event: message\ndata:{"choices": [{"index": 0, "text": "First"}]}\n\n'
+        'data: {"choices": [{"index": 0,\ndata: "text": " we"}]}\n\n'
+        'data: {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}\n\n'
+        "data: [DONE]\n\n"
+    )
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=stream)
+
+    seg = mocked(handler).start(MESSAGES).generate([], req(2))
+    assert (seg.text, seg.finish_reason, seg.num_tokens) == ("First we", "length", 2)
+    assert seen[0].headers["accept"] == "text/event-stream"
+
+
+def test_a_json_answer_to_a_streamed_request_is_read_whole() -> None:
+    import httpx
+
+    answer = {
+        "choices": [{"index": 0, "text": "First we", "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+    }
+    seg = mocked(lambda _request: httpx.Response(200, json=answer)).start(MESSAGES).generate([], req(2))
+    assert (seg.text, seg.finish_reason, seg.num_tokens) == ("First we", "length", 2)
+
+
+def test_an_unreadable_event_is_retried() -> None:
+    import httpx
+
+    bodies = ["data: {not json\n\n", 'data: {"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}\n\n']
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=bodies.pop(0))
+
+    seg = mocked(handler, backoff=0.0).start(MESSAGES).generate([], req(5))
+    assert (seg.text, seg.finish_reason) == ("ok", "eos") and bodies == []
+
+
 # -- faults ------------------------------------------------------------------------------------
 def test_5xx_is_retried(caplog: pytest.LogCaptureFixture) -> None:
     with FakeServer(faults=["500", "503"]) as srv, caplog.at_level(logging.WARNING):
