@@ -40,7 +40,14 @@ CASES = [
     ("reasoning", "step-entropy:0.6"),
     ("reasoning", "loop:4"),
     ("reasoning", "loop:4+verify:0.5"),
+    ("reasoning", "keyword+verify:0.5"),
+    ("reasoning", {"kind": "keyword", "choose_large": False}),
+    ("reasoning", {"kind": "keyword", "think_prompt": " Hmm,"}),
+    ("non_reasoning", {"kind": "keyword", "choose_large": False}),
 ]
+# Cases whose "policy" is a dict with "kind": "keyword" and other keys: config overrides for the
+# keyword rule (the choose-by-sentiment branch, the think prompt).
+OVERRIDES = ("choose_large", "think_prompt")
 SEEDS = range(8)
 
 
@@ -68,6 +75,10 @@ def model(seed: int, name: str, length: int) -> ScriptedGenerator:
 
 def record(preset: str, policy: Any, seed: int) -> dict[str, Any]:
     length = 40 + _h(seed, "length") % 40
+    overrides: dict[str, Any] = {}
+    if isinstance(policy, dict) and any(k in policy for k in OVERRIDES):
+        overrides = {k: v for k, v in policy.items() if k in OVERRIDES}
+        policy = {k: v for k, v in policy.items() if k not in OVERRIDES}
     small, target = model(seed, "small", length), model(seed, "target", length)
     cfg = SpeculativeThinkingConfig.preset(
         preset,
@@ -78,6 +89,7 @@ def record(preset: str, policy: Any, seed: int) -> dict[str, Any]:
         negative_threshold=2,
         opening_tokens=10,
         policy=policy,
+        **overrides,
     )
     result = SpeculativeThinker(small, target, cfg).run("question", max_new_tokens=60)
     return {
