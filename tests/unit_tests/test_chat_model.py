@@ -11,6 +11,7 @@ from uuid import UUID
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -21,6 +22,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
@@ -228,7 +230,17 @@ def test_callbacks_receive_every_chunk() -> None:
         def __init__(self) -> None:
             self.tokens: list[tuple[str, Any]] = []
 
-        def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
+        def on_llm_new_token(
+            self,
+            token: str | list[str | dict[str, Any]],
+            *,
+            chunk: GenerationChunk | ChatGenerationChunk | None = None,
+            run_id: UUID,
+            parent_run_id: UUID | None = None,
+            tags: list[str] | None = None,
+            **kwargs: Any,
+        ) -> None:
+            assert isinstance(token, str)
             self.tokens.append((token, chunk))
 
     for streaming in (False, True):  # _generate (run_manager in _stream) and the base's streaming path
@@ -345,7 +357,7 @@ def test_stop_filter_holds_back_prefixes() -> None:
 # -- concurrency -----------------------------------------------------------------------------------
 def test_batch_and_threads_equal_sequential() -> None:
     model = scripted(PLAIN_SMALL, PLAIN_TARGET)
-    prompts = [f"question {i}" for i in range(8)]
+    prompts: list[LanguageModelInput] = [f"question {i}" for i in range(8)]
     sequential = [model.invoke(p).content for p in prompts]
     assert [m.content for m in model.batch(prompts, config={"max_concurrency": 8})] == sequential
     with ThreadPoolExecutor(8) as pool:

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -135,7 +136,7 @@ def test_parameter_table_lists_every_config_field() -> None:
 
 
 # -- example notebooks ---------------------------------------------------------------------------
-def _builder():
+def _builder() -> ModuleType:
     sys.path.insert(0, str(ROOT / "examples"))
     try:
         return importlib.import_module("build_notebooks")
@@ -184,7 +185,7 @@ def test_studio_graph_runs_like_the_thinker() -> None:
 
     from spec_graph.studio import _RUNS, StudioContext, build_studio_graph
 
-    def models():
+    def models() -> tuple[spec_graph.ScriptedGenerator, spec_graph.ScriptedGenerator]:
         small = spec_graph.ScriptedGenerator.from_responses(
             ["12 * 7 is 74.\n\n", "Wait, maybe it is 74.", "So it is 84.<eos>"], name="small"
         )
@@ -194,7 +195,13 @@ def test_studio_graph_runs_like_the_thinker() -> None:
     question = [{"role": "user", "content": "What is 12 * 7?"}]
     expected = spec_graph.SpeculativeThinker(*models()).run(question, temperature=0, probe_tokens=7)
     small, target = models()
-    context = StudioContext(small_model=small, target_model=target, preset="reasoning", overrides={"probe_tokens": 7})
+    # StudioContext declares its models as str (Studio's form); from Python a Generator works too.
+    context = StudioContext(
+        small_model=small,  # type: ignore[arg-type]
+        target_model=target,  # type: ignore[arg-type]
+        preset="reasoning",
+        overrides={"probe_tokens": 7},
+    )
     state = build_studio_graph().invoke({"messages": question}, context=context)
     assert "".join(s["text"] for s in state["spans"]) == expected.text
     assert state["interventions"] == expected.interventions
