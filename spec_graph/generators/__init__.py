@@ -1,11 +1,21 @@
-"""Models behind the graph: the protocol, local transformers, OpenAI-compatible servers, scripted."""
+"""Models behind the graph: the protocol, local transformers, OpenAI-compatible servers, scripted, one resolver."""
 
-from spec_graph.generators.base import GenerateRequest, Generator, GeneratorSession, Segment, Span, TokenStop
+from spec_graph.generators.base import (
+    Capabilities,
+    GenerateRequest,
+    Generator,
+    GeneratorSession,
+    Segment,
+    Span,
+    TokenStop,
+)
 from spec_graph.generators.remote import RemoteGenerator, RemoteGeneratorError, RemoteSession
+from spec_graph.generators.resolve import resolve_generator
 from spec_graph.generators.scripted import EOS, ScriptedGenerator
 
 __all__ = [
     "EOS",
+    "Capabilities",
     "GenerateRequest",
     "Generator",
     "GeneratorSession",
@@ -17,6 +27,7 @@ __all__ = [
     "Segment",
     "Span",
     "TokenStop",
+    "resolve_generator",
 ]
 
 
