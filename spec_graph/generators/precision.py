@@ -116,7 +116,8 @@ def resolve_dtype(name: str | torch.dtype | None, device: str | torch.device) ->
 
     name = check_dtype(name)
     if name != "auto":
-        return getattr(torch, name)  # type: ignore[no-any-return]
+        dtype: torch.dtype = getattr(torch, name)
+        return dtype
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
