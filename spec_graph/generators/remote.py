@@ -37,6 +37,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from spec_graph.generators import remote_retry
 from spec_graph.generators.base import Capabilities, DeclaresCapabilities, GenerateRequest, Segment, Span
 from spec_graph.generators.remote_call import Call, Plan
 from spec_graph.generators.remote_errors import RemoteGeneratorError
@@ -343,7 +344,7 @@ class RemoteSession(DeclaresCapabilities):
         call = Call(gen.server, gen.tokens, gen.options, self._plan(trace, request), trace, request)
         try:
             if call.finish is None:
-                call.run()
+                remote_retry.run(call)
         finally:
             if self._prompt_tokens == 0 and call.plan.index == 1 and call.prompt_tokens is not None:
                 self._prompt_tokens = call.prompt_tokens  # no tokenizer: the server's count of the first prompt

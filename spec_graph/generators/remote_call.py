@@ -1,37 +1,25 @@
-"""One request to a served model: the body, the streamed text checked piece by piece, retries.
+"""One request to a served model: the body of each attempt, the streamed text checked piece by piece, the segment.
 
-:class:`Call` is what :meth:`~spec_graph.generators.remote.RemoteSession.generate` runs (the
-module doc of :mod:`spec_graph.generators.remote` says what is sent and how faults are handled).
+:class:`Call` is what :meth:`~spec_graph.generators.remote.RemoteSession.generate` runs, through
+:func:`~spec_graph.generators.remote_retry.run` (the module doc of :mod:`spec_graph.generators.remote`
+says what is sent and how faults are handled).
 """
 
 from __future__ import annotations
 
-import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from spec_graph.generators.base import GenerateRequest, Segment, SegmentFinish, Span, find_trigger
 from spec_graph.generators.remote_answer import choice_text, stripped_stop, token_logprobs, usage_counts
-from spec_graph.generators.remote_errors import (
-    FatalAttempt,
-    RemoteGeneratorError,
-    RetryableAttempt,
-    says_context_is_full,
-)
+from spec_graph.generators.remote_errors import RetryableAttempt
 from spec_graph.generators.remote_http import Server
 from spec_graph.generators.remote_options import RemoteOptions
 from spec_graph.generators.remote_tokenizer import ServedTokenizer
 
 __all__ = ["Call", "Plan"]
-
-logger = logging.getLogger("spec_graph.generators.remote")
-
-_FAILURES = (FatalAttempt, RetryableAttempt, httpx.TransportError, httpx.HTTPStatusError)
 
 
 @dataclass(frozen=True)
@@ -262,86 +250,6 @@ class Call:
         self.usage_seen = False
         if self.max_tokens - self.written_tokens() <= 0:
             self.finish = "context" if self.context_limited else "length"
-
-    # -- retries -----------------------------------------------------------------------------
-    def _describe(self, exc: BaseException) -> tuple[str, int | None]:
-        if isinstance(exc, RetryableAttempt | FatalAttempt):
-            return str(exc), exc.status
-        if isinstance(exc, httpx.TimeoutException):
-            return f"no answer within the timeout ({type(exc).__name__})", None
-        return f"{type(exc).__name__}: {exc}", None
-
-    def _error(self, exc: BaseException, *, retryable: bool) -> RemoteGeneratorError:
-        what, status = self._describe(exc)
-        tries = f"after {self.attempts} attempt{'s' * (self.attempts != 1)}"
-        msg = f"{self.name!r} at {self.server.url}: {what} ({tries}); {len(self.text)} characters were written"
-        return RemoteGeneratorError(
-            msg,
-            url=self.server.url,
-            model=self.server.model_name or "?",
-            attempts=self.attempts,
-            status=status,
-            retryable=retryable,
-            partial_text=self.text,
-            partial_token_ids=self.token_ids()[0],
-        )
-
-    def _on_failure(self, exc: Exception) -> float | None:
-        """Raise when a failed attempt is final, else the seconds to wait (``None``: stop trying)."""
-        if isinstance(exc, FatalAttempt):
-            if says_context_is_full(exc):  # the prompt does not fit: the call ends with finish "context"
-                self.finish = "context"
-                return None
-            raise self._error(exc, retryable=False) from exc
-        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
-            raise self._error(exc, retryable=False) from exc
-        return self._after_failure(exc)
-
-    def _after_failure(self, exc: BaseException) -> float | None:
-        """Raise when retries are used up; else the seconds to wait (``None``: the deadline passed)."""
-        if self.req.deadline is not None and time.monotonic() >= self.req.deadline:
-            self.finish = "time"
-            return None
-        self.failures += 1
-        if self.failures > self.options.retries:
-            raise self._error(exc, retryable=True) from exc
-        delay = self.options.backoff_delay(self.failures, random.uniform(0.5, 1.0))
-        if self.req.deadline is not None and time.monotonic() + delay >= self.req.deadline:
-            self.finish = "time"
-            return None
-        what, _ = self._describe(exc)
-        logger.warning(
-            "%s at %s: %s; retry %d of %d in %.2fs",
-            self.name,
-            self.server.url,
-            what,
-            self.failures,
-            self.options.retries,
-            delay,
-        )
-        return delay
-
-    def run(self) -> None:
-        """Run the call to its end, retrying as configured."""
-        while self.finish is None:
-            try:
-                self.start_attempt()
-                if self.finish is not None:
-                    break
-                self.server.resolve()
-                self.server.post(self.endpoint, self.body(), self.req.deadline, self.on_payload)
-                self.end_attempt()
-            except _FAILURES as exc:
-                delay = self._on_failure(exc)
-                if delay is None:
-                    break
-                if self.req.cancel is not None:
-                    if self.req.cancel.wait(delay):
-                        self.finish = "cancelled"
-                else:
-                    time.sleep(delay)
-            if self.finish is None and (stopped := self.req.interrupted()) is not None:
-                self.finish = stopped
 
     # -- the result --------------------------------------------------------------------------
     def token_ids(self) -> tuple[list[int], int | None]:
