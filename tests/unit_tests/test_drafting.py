@@ -113,7 +113,7 @@ def test_context_wraps_the_target_only_when_drafting_is_on_and_possible() -> Non
     off = SpecContext.create(small.start(MESSAGES), target.start(MESSAGES), off_cfg)
     assert not isinstance(off.target, DraftingSession)
     with pytest.raises(ValueError, match="target_drafting"):
-        SpeculativeThinkingConfig(target_drafting="sometimes")  # type: ignore[arg-type]
+        SpeculativeThinkingConfig(target_drafting="sometimes")  # type: ignore[arg-type,unused-ignore]
 
 
 SMALL_DOC = " one two three\n\nWait four five\n\nsix seven eight nine ten eleven twelve" + EOS

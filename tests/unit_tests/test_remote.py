@@ -208,11 +208,11 @@ class FakeServer:
             if fault == "error_event" and i == 1:
                 event({"error": "CUDA out of memory"})
                 return
-            choice: dict[str, Any] = {"index": 0, **part(piece)}
+            event_choice: dict[str, Any] = {"index": 0, **part(piece)}
             if body.get("logprobs"):
                 top = {piece: -0.5, "other": -0.25}
-                choice["logprobs"] = {"tokens": [piece], "token_logprobs": [-0.5], "top_logprobs": [top]}
-            event({"object": "text_completion", "choices": [choice]})
+                event_choice["logprobs"] = {"tokens": [piece], "token_logprobs": [-0.5], "top_logprobs": [top]}
+            event({"object": "text_completion", "choices": [event_choice]})
             if self.piece_delay:
                 time.sleep(self.piece_delay)
         if self.engine == "vllm":
@@ -634,7 +634,7 @@ def seam_tokenizer() -> Any:
     merges = [(".", "\n"), (".\n", "\n"), ("W", "a"), ("Wa", "i"), ("Wai", "t"), ("\n", "Wait")]
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.decoder = decoders.Fuse()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")  # type: ignore[no-untyped-call,unused-ignore]
     fast.chat_template = TEMPLATE
     return fast
 
@@ -675,7 +675,7 @@ def test_text_prompt_joins_the_seam_for_the_server(server: FakeServer) -> None:
 
 
 def test_tokenizer_key_and_ids_match_the_local_generator(server: FakeServer) -> None:
-    from spec_graph.generators.hf import tokenizer_key as hf_key
+    from spec_graph.generators.tokens import tokenizer_key as hf_key  # what HFGenerator.tokenizer_key computes
 
     tok = seam_tokenizer()
     gen = RemoteGenerator("fake-model", base_url=server.url, tokenizer=tok)
