@@ -309,8 +309,9 @@ def _convert(model: EmbeddedModel, gguf: Path, out: Path) -> dict[str, Any]:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    from_config: Any = AutoModelForCausalLM.from_config  # untyped in transformers
     with torch.device("meta"):
-        fresh = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        fresh = from_config(config, dtype=dtype)
     fresh.load_state_dict(loaded.state_dict(), assign=True)
     fresh.tie_weights()
     if empty := [k for k, p in fresh.named_parameters() if p.is_meta]:
