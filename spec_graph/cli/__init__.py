@@ -12,13 +12,14 @@ from spec_graph._version import __version__
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with its subcommands."""
     from spec_graph.cli import graph, run
+    from spec_graph.cli._options import OneLineParser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="spec-graph",
         description="Speculative Thinking: a small model reasons, a large one steps in at the hard steps.",
     )
     parser.add_argument("--version", action="version", version=f"spec-graph {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)  # subcommands' parsers are OneLineParsers too
     run.add_parser(sub)
     graph.add_parser(sub)
     try:

@@ -1,13 +1,138 @@
-"""Options shared by several subcommands."""
+"""Options shared by several subcommands, each checked by argparse as it parses.
+
+A bad value is one line naming the option and the valid values, and exit status 2, before any
+model loads: argparse turns the ``ArgumentTypeError`` of a ``type=`` function into
+``spec-graph run: error: argument --temperature: Input should be greater than or equal to 0, got '-1'``.
+Numbers and names are checked by the same pydantic models as everywhere else
+(:class:`~spec_graph.sampling.SamplingParams`,
+:class:`~spec_graph.config.SpeculativeThinkingConfig`, the policy registry).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
+from pydantic import BaseModel, ValidationError, create_model
+
+from spec_graph.config_errors import one_line
 from spec_graph.generators.precision import DTYPES, QUANTIZATIONS
 
+__all__ = [
+    "OneLineParser",
+    "add_precision_args",
+    "add_sampling_args",
+    "device",
+    "field_type",
+    "key_value",
+    "model_name",
+    "policy",
+    "preset",
+]
 
-def add_precision_args(parser: argparse.ArgumentParser) -> None:
+_DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message (see prog --help)`` on stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def field_type(model: type[BaseModel], name: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` validating a string as ``model``'s field ``name`` (its type and range)."""
+    info = model.model_fields[name]
+    definition: Any = (info.annotation, info)  # the field's type and its FieldInfo (range, default)
+    one_field = create_model(f"_{name}", **{name: definition})
+
+    def parse(text: str) -> Any:
+        try:
+            return getattr(one_field.model_validate({name: text}), name)
+        except ValidationError as exc:
+            msg = "; ".join(f"{e['msg']}, got {text!r}" for e in exc.errors(include_url=False))
+            raise argparse.ArgumentTypeError(msg) from None
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
+
+
+def device(text: str) -> str:
+    """``cpu``, ``cuda``, ``cuda:<n>``, ``mps``, ``xpu`` or ``xpu:<n>``."""
+    if not _DEVICE.match(text):
+        msg = f"unknown device {text!r}; use cpu, cuda, cuda:<n>, mps, xpu or xpu:<n>"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def model_name(text: str) -> str:
+    """An embedded model name, an existing local folder or a hub id (``owner/name``)."""
+    from spec_graph.model_registry import EMBEDDED_MODELS
+
+    if text in EMBEDDED_MODELS or Path(text).expanduser().is_dir():
+        return text
+    looks_local = text.startswith((".", "/", "~")) or os.sep in text.rstrip(os.sep).split(os.sep, 1)[-1]
+    if _HUB_ID.match(text) and not looks_local and not Path(text).exists():
+        return text
+    close = difflib.get_close_matches(text, EMBEDDED_MODELS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    kind = "no such model folder" if looks_local else "unknown model"
+    msg = (
+        f"{kind} {text!r}; {hint}use an embedded model ({', '.join(sorted(EMBEDDED_MODELS))}), "
+        "a local model folder or a hub id (owner/name)"
+    )
+    raise argparse.ArgumentTypeError(msg)
+
+
+def preset(text: str) -> str:
+    """A preset name or an existing YAML file (its contents are checked when the config is built)."""
+    from spec_graph.config import PRESETS
+
+    if text in PRESETS:
+        return text
+    if text.lower().endswith((".yml", ".yaml")):
+        if not Path(text).expanduser().is_file():
+            msg = f"config file {text!r} does not exist"
+            raise argparse.ArgumentTypeError(msg)
+        return text
+    msg = f"unknown preset {text!r}; use {', '.join(sorted(PRESETS))} or a .yml/.yaml config file"
+    raise argparse.ArgumentTypeError(msg)
+
+
+def policy(text: str) -> str:
+    """A policy's short string (see :data:`~spec_graph.policies.registry.POLICIES`), checked now."""
+    from spec_graph.policy_config import parse_policy
+
+    try:
+        parse_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(one_line(exc)) from None
+    return text
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is read as YAML (``16`` a number, ``[a, b]`` a list, ``none`` null)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        msg = f"expected KEY=VALUE, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def add_precision_args(parser: Any) -> None:
     """``--dtype`` and ``--quantize``; argparse rejects other values (a one-line error, exit status 2)."""
     parser.add_argument(
         "--dtype",
@@ -22,3 +147,29 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="int8: int8 weights, about 1.9x faster decoding on a CPU (default: none)",
     )
+
+
+def add_sampling_args(parser: Any, *, seed: bool = True) -> None:
+    """``--temperature``, ``--top-p``, ``--top-k`` (and ``--seed``): checked by ``SamplingParams``."""
+    from spec_graph.sampling import SamplingParams
+
+    def typed(name: str) -> Callable[[str], Any]:
+        return field_type(SamplingParams, name)
+
+    parser.add_argument(
+        "--temperature", type=typed("temperature"), default=0.0, metavar="T", help="0 = greedy, up to 100 (default: 0)"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=typed("top_p"),
+        default=0.95,
+        metavar="P",
+        help="nucleus mass in (0, 1] when sampling (default: 0.95)",
+    )
+    parser.add_argument(
+        "--top-k", type=typed("top_k"), default=50, metavar="K", help="top-k when sampling; 0 = off (default: 50)"
+    )
+    if seed:
+        parser.add_argument(
+            "--seed", type=typed("seed"), default=None, metavar="S", help="random seed for sampling (default: none)"
+        )

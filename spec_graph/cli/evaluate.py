@@ -25,7 +25,10 @@ systems:
   spec:<preset|yaml>    speculative thinking (presets: reasoning, non_reasoning)
   spec:<policy>         speculative thinking with a trigger policy: uncertainty:<p> (the small model
                         stops below top-1 probability p and the target writes 8 tokens),
-                        entropy:<nats>, regex:<pattern>, never (= small), always (= target)
+                        entropy:<nats>, verify:<p>[:<gate>], step-entropy:<nats>, loop[:<n>],
+                        regex:<pattern>, never (= small), always (= target), or several joined
+                        by '+' (e.g. spec:loop+verify:0.3)
+  target:draft          the target alone, drafted by the small model (lossless speculative decoding)
   specdec               token-level speculative decoding (transformers assisted generation,
                         small model as assistant; universal assisted generation across tokenizers)
   generate:small|target plain transformers model.generate of one model
@@ -57,23 +60,31 @@ examples:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add the ``eval`` options to ``parser`` (a new one when None)."""
+    """Add the ``eval`` options to ``parser`` (a new one when None).
+
+    Names (systems, dataset, models) and sampling values are checked while parsing; counts by
+    :class:`~spec_graph.eval.harness.EvalConfig` (both: one line, exit status 2).
+    """
+    from spec_graph.cli._options import OneLineParser, add_precision_args, add_sampling_args, model_name
     from spec_graph.eval.harness import DEFAULT_SYSTEMS
     from spec_graph.eval.runner import PAPER_PROMPT
     from spec_graph.models import DEFAULT_PAIR, PAIRS
 
-    p = parser or argparse.ArgumentParser(
+    p = parser or OneLineParser(
         prog="spec-graph eval",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", default="multiarith", help="packaged set name or JSONL path (default: %(default)s)")
+    p.add_argument(
+        "--dataset", type=_dataset, default="multiarith", help="packaged set name or JSONL path (default: %(default)s)"
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate at most N problems (default: all)")
     p.add_argument("--offset", type=int, default=0, help="skip the first N problems (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each answer's seed derives from it (default: 0)")
     p.add_argument(
         "--systems",
+        type=_systems,
         default=",".join(DEFAULT_SYSTEMS),
         help="comma-separated systems to compare (default: %(default)s); see below",
     )
@@ -85,15 +96,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         + ", ".join(f"{k} ({s} -> {t})" for k, (s, t) in sorted(PAIRS.items()))
         + " (default: %(default)s)",
     )
-    p.add_argument("--small", default=None, help="small model: embedded name or folder (overrides --pair)")
-    p.add_argument("--target", default=None, help="target model: embedded name or folder (overrides --pair)")
-    from spec_graph.cli._options import add_precision_args
-
+    p.add_argument(
+        "--small", type=model_name, default=None, help="small model: embedded name or folder (overrides --pair)"
+    )
+    p.add_argument(
+        "--target", type=model_name, default=None, help="target model: embedded name or folder (overrides --pair)"
+    )
     add_precision_args(p)
     p.add_argument("--max-new-tokens", type=int, default=256, help="budget of output tokens per answer (default: 256)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (default: 0)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass when sampling (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=50, help="top-k when sampling; 0 = off (default: %(default)s)")
+    add_sampling_args(p, seed=False)
     p.add_argument("--samples", type=int, default=1, help="answers per problem (default: 1)")
     p.add_argument(
         "--prompt-template",
@@ -119,9 +130,34 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
+def _systems(text: str) -> str:
+    """Check every system's name (and a ``spec:`` system's preset, file or policy) while parsing."""
+    from spec_graph.eval.systems import check_system
+
+    for name in (s.strip() for s in text.split(",")):
+        if name:
+            try:
+                check_system(name)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _dataset(text: str) -> str:
+    """A packaged set's name or an existing file."""
+    from pathlib import Path
+
+    from spec_graph.eval.datasets import DATASETS
+
+    if text in DATASETS or Path(text).expanduser().is_file():
+        return text
+    msg = f"unknown dataset {text!r}; use {', '.join(sorted(DATASETS))} or a JSONL file with problem/answer"
+    raise argparse.ArgumentTypeError(msg)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``eval`` on an ``argparse`` sub-parsers object; the parser's ``func`` is :func:`run`."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "eval",
         help="evaluate small, target, speculative thinking and speculative decoding on a math set",
         description=DESCRIPTION,

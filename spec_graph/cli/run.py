@@ -7,16 +7,32 @@ import json
 import sys
 from typing import Any
 
-from spec_graph.cli._options import add_precision_args
+from spec_graph.cli._options import (
+    add_precision_args,
+    add_sampling_args,
+    device,
+    field_type,
+    key_value,
+    model_name,
+    policy,
+    preset,
+)
 from spec_graph.models import DEFAULT_PAIR, PAIRS
 
 EPILOG = """examples:
   spec-graph run "Tom has 3 boxes of 12 pencils and gives away 7. How many are left?"
   spec-graph run --pair tiny "What is 2 + 2?"          # SmolLM2-135M -> Qwen-0.5B: fast
   spec-graph run --preset reasoning --max-new-tokens 512 "What is 17 * 23?"
+  spec-graph run --policy verify:0.3 "What is 17 * 23?"  # the target checks every step
+  spec-graph run --policy uncertainty:0.5 --policy-arg stretch_tokens=16 "What is 17 * 23?"
+  spec-graph run --preset non_reasoning --policy keyword --probe-tokens 12 --verify-tokens 60 "..."
+  spec-graph run --set keyword_matching=inflected --set negative_threshold=5 "..."
   spec-graph run --small ./my-1.5b --target ./my-14b --temperature 0.6 --seed 0 "..."
   spec-graph run --json "What is 2 + 2?" > result.json
   spec-graph run --quantize int8 "What is 17 * 23?"   # int8 weights: faster on a CPU
+
+every bad value is one line naming the option and the valid values, exit status 2, before any
+model loads.
 """
 
 PAIR_DEFAULTS: dict[str, tuple[str, str | None]] = {
@@ -29,9 +45,21 @@ of the preset where the policy is None)."""
 
 PAPER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
+_policy = policy  # the check's former name here (tests/unit_tests/test_step_policies.py imports it)
+
+CONFIG_FLAGS = {
+    "probe_tokens": "n1: length of the small model's probe and of a target intervention",
+    "verify_tokens": "n2: extra target tokens after a verification cue",
+    "recap_tokens": "length of the first recap takeover",
+}
+"""Config fields with their own flag (``--probe-tokens``...); ``--set`` reaches every other field."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the subcommand."""
+    from spec_graph.config import SpeculativeThinkingConfig
+    from spec_graph.policies import POLICIES
+
     p = sub.add_parser(
         "run",
         help="answer a question, streaming the text (target's stretches marked)",
@@ -40,17 +68,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("question", help="the question (the paper's step-by-step prompt is prepended)")
-    p.add_argument(
+    models = p.add_argument_group("models")
+    models.add_argument(
         "--pair",
         choices=sorted(PAIRS),
         default=DEFAULT_PAIR,
         help="embedded model pair: qwen (Qwen2.5-Coder 0.5B -> 1.5B, same tokenizer; the default) or tiny "
         "(SmolLM2-135M -> Qwen2.5-Coder-0.5B: fast, for quick tries)",
     )
-    p.add_argument("--small", default=None, help="small model: embedded name, folder or hub id (overrides --pair)")
-    p.add_argument("--target", default=None, help="target model: embedded name, folder or hub id (overrides --pair)")
-    p.add_argument(
+    models.add_argument(
+        "--small",
+        type=model_name,
+        default=None,
+        metavar="M",
+        help="small model: embedded name, folder or hub id (overrides --pair)",
+    )
+    models.add_argument(
+        "--target",
+        type=model_name,
+        default=None,
+        metavar="M",
+        help="target model: embedded name, folder or hub id (overrides --pair)",
+    )
+    models.add_argument(
+        "--device",
+        type=device,
+        default=None,
+        metavar="D",
+        help="cpu, cuda, cuda:<n>, mps, xpu (default: CUDA when present)",
+    )
+    add_precision_args(models)
+    algo = p.add_argument_group("algorithm")
+    algo.add_argument(
         "--preset",
+        type=preset,
         default=None,
         help="preset name (reasoning, non_reasoning) or a YAML config file, the reference code's included "
         "(default: the pair's best measured setting: "
@@ -59,67 +110,116 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         )
         + ")",
     )
-    p.add_argument(
+    algo.add_argument(
         "--policy",
-        type=_policy,
+        type=policy,
         default=None,
-        help="trigger policy instead of the preset's keyword rule: keyword, uncertainty:<p>, entropy:<nats>, "
-        "verify:<p>[:<gate>] (the target checks each step), step-entropy:<nats>, loop, regex:<pattern>, "
-        "never (the small model alone), always (the target alone, drafted by the small model), "
-        "or several joined by '+' (e.g. loop+verify:0.3)",
+        help="trigger policy instead of the preset's: "
+        + POLICIES.usage()
+        + ". "
+        + "; ".join(f"{e.name}: {e.summary}" for e in POLICIES),
     )
-    p.add_argument("--max-new-tokens", type=_positive_int, default=256, help="generated-token budget (default 256)")
-    p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default 0)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
-    add_precision_args(p)
-    p.add_argument("--no-prompt", action="store_true", help="send the question without the step-by-step prompt")
-    p.add_argument("--no-color", action="store_true", help="mark the target's text with [brackets]")
-    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of streaming")
+    algo.add_argument(
+        "--policy-arg",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the policy, repeatable (e.g. stretch_tokens=16, scope=probe, gate=0.5, step_tokens=40); "
+        "see docs/policies.md for each policy's settings",
+    )
+    for field, what in CONFIG_FLAGS.items():
+        default = SpeculativeThinkingConfig.model_fields[field].default
+        algo.add_argument(
+            "--" + field.replace("_", "-"),
+            type=field_type(SpeculativeThinkingConfig, field),
+            default=None,
+            metavar="N",
+            help=f"{what} (default: the preset's, {default})",
+        )
+    algo.add_argument(
+        "--set",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other config field, repeatable (e.g. keyword_matching=inflected, negative_threshold=5, "
+        "opening=true); see docs/how-it-works.md#parameters",
+    )
+    gen = p.add_argument_group("generation")
+    gen.add_argument(
+        "--max-new-tokens",
+        type=field_type(SpeculativeThinkingConfig, "max_new_tokens"),
+        default=256,
+        metavar="N",
+        help="generated-token budget (default: 256)",
+    )
+    add_sampling_args(gen)
+    out = p.add_argument_group("output")
+    out.add_argument("--no-prompt", action="store_true", help="send the question without the step-by-step prompt")
+    out.add_argument("--no-color", action="store_true", help="mark the target's text with [brackets]")
+    out.add_argument("--json", action="store_true", help="print the full result as JSON instead of streaming")
     p.set_defaults(func=run)
 
 
-def _policy(value: str) -> str:
-    """Check a policy's short name (argparse turns the error into one line and exit status 2)."""
-    from spec_graph.policy_config import parse_policy
+def build_config(args: argparse.Namespace) -> Any:
+    """The run's :class:`~spec_graph.config.SpeculativeThinkingConfig` from parsed arguments.
 
-    try:
-        parse_policy(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(_one_line(exc)) from None
-    return value
+    The pair's preset and policy unless ``--preset``/``--policy`` are given; then ``--set``, the
+    config flags, the sampling flags, and ``--policy-arg`` on the resulting policy.
+
+    Raises:
+        ConfigError: a bad value or combination (one line naming the field).
+        ValueError: a ``--policy-arg`` the policy does not have (one line).
+    """
+    from pydantic import ValidationError
+
+    from spec_graph.config import resolve_config
+    from spec_graph.config_errors import one_line
+    from spec_graph.policies import POLICIES
+
+    overrides: dict[str, Any] = dict(args.set)
+    for field in CONFIG_FLAGS:
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    overrides.update(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    overrides.update(top_k=args.top_k, seed=args.seed)
+    chosen, policy_name = PAIR_DEFAULTS[args.pair]
+    if args.preset is not None:  # the user's preset, with its own policy unless --policy is given
+        chosen, policy_name = args.preset, None
+    if args.policy is not None:
+        policy_name = args.policy
+    if policy_name is not None and ("policy" not in overrides or args.policy is not None):
+        overrides["policy"] = policy_name
+    config = resolve_config(chosen, **overrides)
+    if args.policy_arg:
+        try:
+            settings = POLICIES.with_params(config.policy, dict(args.policy_arg))
+        except ValidationError as exc:
+            fields = [f for f in type(config.policy).model_fields if f != "kind"]
+            msg = f"argument --policy-arg: the {config.policy.kind} policy: {one_line(exc, fields=fields)}"
+            raise ValueError(msg) from None
+        config = resolve_config(config, policy=settings)
+    return config
 
 
-def _one_line(exc: Exception) -> str:
-    """A validation error in one line: pydantic's first error as ``field: message``."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-    return str(exc).splitlines()[0]
+def _check_device(name: str | None) -> None:
+    """Raise ValueError when ``name`` asks for an accelerator torch does not see."""
+    if name is None or name == "cpu":
+        return
+    import torch
 
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        msg = f"expected a whole number >= 1, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
-def _temperature(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 <= number <= 100:
-        msg = f"expected a temperature between 0 (greedy) and 100, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
+    kind = name.split(":", 1)[0]
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": getattr(torch.backends, "mps", None)}[
+        kind
+    ]
+    if backend is None or not backend.is_available():
+        msg = f"argument --device: {kind} is not available on this machine; use cpu"
+        raise ValueError(msg)
+    count = getattr(backend, "device_count", lambda: 1)()
+    if ":" in name and int(name.split(":", 1)[1]) >= count:
+        msg = f"argument --device: {name} does not exist; this machine has {count} {kind} device(s), 0 to {count - 1}"
+        raise ValueError(msg)
 
 
 class _Printer:
@@ -185,33 +285,27 @@ def run(args: argparse.Namespace) -> int:
     """Run the question and print the streamed answer and the stats table."""
     from rich.console import Console
 
-    from spec_graph.config import resolve_config
+    from spec_graph.config_errors import one_line
     from spec_graph.generators.hf import HFGenerator
-    from spec_graph.policy_config import parse_policy
     from spec_graph.thinker import SpeculativeThinker
 
-    overrides: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    preset, policy = PAIR_DEFAULTS[args.pair]
-    if args.preset is not None:  # the user's preset, with its own policy unless --policy is given
-        preset, policy = args.preset, None
-    if args.policy is not None:
-        policy = args.policy
-    if policy is not None:
-        overrides["policy"] = parse_policy(policy)
-    try:
-        config = resolve_config(preset, **overrides)
-    except (ValueError, OSError) as exc:  # an unknown preset, a missing or bad YAML file
-        print(f"spec-graph run: error: {_one_line(exc)}", file=sys.stderr)
+    try:  # every value is checked before any model loads
+        config = build_config(args)
+        _check_device(args.device)
+    except (ValueError, OSError) as exc:  # a bad value or combination, a bad YAML file
+        print(f"spec-graph run: error: {one_line(exc, fields=config_fields())}", file=sys.stderr)
         return 2
     small_name, target_name = args.small or PAIRS[args.pair][0], args.target or PAIRS[args.pair][1]
     load = {"device": args.device, "dtype": args.dtype, "quantization": args.quantize}
-    small = HFGenerator(small_name, **load)
-    target = HFGenerator(target_name, **load)
     err = Console(stderr=True)
-    with err.status("loading models (the first run fetches and converts them)..."):
-        _ = small.model, target.model
+    try:
+        small = HFGenerator(small_name, **load)
+        target = HFGenerator(target_name, **load)
+        with err.status("loading models (the first run fetches and converts them)..."):
+            _ = small.model, target.model
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. a hub id that cannot be fetched here
+        print(f"spec-graph run: error: cannot load the models: {one_line(exc)}", file=sys.stderr)
+        return 1
     question = args.question if args.no_prompt else f"{PAPER_PROMPT} {args.question}"
     thinker = SpeculativeThinker(small, target, config)
     if args.json:
@@ -225,3 +319,10 @@ def run(args: argparse.Namespace) -> int:
         printer.close()
     err.print(_stats_table(result, (small_name, target_name)))
     return 0
+
+
+def config_fields() -> tuple[str, ...]:
+    """The config's field names (suggested for a misspelt ``--set`` field)."""
+    from spec_graph.config import SpeculativeThinkingConfig
+
+    return tuple(SpeculativeThinkingConfig.model_fields)
