@@ -149,27 +149,32 @@ def add_precision_args(parser: Any) -> None:
     )
 
 
-def add_sampling_args(parser: Any, *, seed: bool = True) -> None:
-    """``--temperature``, ``--top-p``, ``--top-k`` (and ``--seed``): checked by ``SamplingParams``."""
+def add_sampling_args(parser: Any, *, seed: bool = True, from_config: bool = False) -> None:
+    """``--temperature``, ``--top-p``, ``--top-k`` (and ``--seed``): checked by ``SamplingParams``.
+
+    ``from_config``: ``--top-p``, ``--top-k`` and ``--seed`` default to None (the config's own).
+    """
     from spec_graph.sampling import SamplingParams
 
     def typed(name: str) -> Callable[[str], Any]:
         return field_type(SamplingParams, name)
 
+    def default(value: float) -> tuple[float | None, str]:
+        return (None, "the config's") if from_config else (value, f"{value:g}")
+
     parser.add_argument(
         "--temperature", type=typed("temperature"), default=0.0, metavar="T", help="0 = greedy, up to 100 (default: 0)"
     )
+    top_p, shown = default(0.95)
     parser.add_argument(
-        "--top-p",
-        type=typed("top_p"),
-        default=0.95,
-        metavar="P",
-        help="nucleus mass in (0, 1] when sampling (default: 0.95)",
+        "--top-p", type=typed("top_p"), default=top_p, metavar="P", help=f"nucleus mass in (0, 1] (default: {shown})"
     )
+    top_k, shown = default(50)
     parser.add_argument(
-        "--top-k", type=typed("top_k"), default=50, metavar="K", help="top-k when sampling; 0 = off (default: 50)"
+        "--top-k", type=typed("top_k"), default=top_k, metavar="K", help=f"top-k; 0 = off (default: {shown})"
     )
     if seed:
+        shown = "the config's" if from_config else "none"
         parser.add_argument(
-            "--seed", type=typed("seed"), default=None, metavar="S", help="random seed for sampling (default: none)"
+            "--seed", type=typed("seed"), default=None, metavar="S", help=f"random seed for sampling (default: {shown})"
         )

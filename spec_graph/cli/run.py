@@ -154,7 +154,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="N",
         help="generated-token budget (default: 256)",
     )
-    add_sampling_args(gen)
+    add_sampling_args(gen, from_config=True)
     out = p.add_argument_group("output")
     out.add_argument("--no-prompt", action="store_true", help="send the question without the step-by-step prompt")
     out.add_argument("--no-color", action="store_true", help="mark the target's text with [brackets]")
@@ -166,7 +166,9 @@ def build_config(args: argparse.Namespace) -> Any:
     """The run's :class:`~spec_graph.config.SpeculativeThinkingConfig` from parsed arguments.
 
     The pair's preset and policy unless ``--preset``/``--policy`` are given; then ``--set``, the
-    config flags, the sampling flags, and ``--policy-arg`` on the resulting policy.
+    config flags, the sampling flags (``--max-new-tokens`` 256 and ``--temperature`` 0 unless
+    given; ``--top-p``, ``--top-k``, ``--seed`` only when given), and ``--policy-arg`` on the
+    resulting policy.
 
     Raises:
         ConfigError: a bad value or combination (one line naming the field).
@@ -182,8 +184,8 @@ def build_config(args: argparse.Namespace) -> Any:
     for field in CONFIG_FLAGS:
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
-    overrides.update(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
-    overrides.update(top_k=args.top_k, seed=args.seed)
+    overrides.update(max_new_tokens=args.max_new_tokens, temperature=args.temperature)  # the CLI's: 256, greedy
+    overrides.update({k: getattr(args, k) for k in ("top_p", "top_k", "seed") if getattr(args, k) is not None})
     chosen, policy_name = PAIR_DEFAULTS[args.pair]
     if args.preset is not None:  # the user's preset, with its own policy unless --policy is given
         chosen, policy_name = args.preset, None

@@ -202,4 +202,16 @@ def test_the_readme_summary_names_every_option_of_every_subcommand() -> None:
         for action in subparser._actions:
             for option in action.option_strings:
                 if option.startswith("--") and option != "--help":
-                    assert re.search(rf"\[{re.escape(option)}(?=[\s\]])", summary), f"README misses spec-graph {name} {option}"
+                    assert re.search(rf"\[{re.escape(option)}(?=[\s\]])", summary), (
+                        f"README misses spec-graph {name} {option}"
+                    )
+
+
+def test_sampling_flags_not_given_keep_the_files_values(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yml"
+    path.write_text("top_p: 0.8\ntop_k: 7\nseed: 11\ntemperature: 0.9\n", encoding="utf-8")
+    cfg = config_of("--preset", str(path))
+    assert (cfg.top_p, cfg.top_k, cfg.seed) == (0.8, 7, 11)
+    assert cfg.temperature == 0  # the command line's default: greedy
+    cfg = config_of("--preset", str(path), "--top-k", "0", "--seed", "2", "--temperature", "0.9")
+    assert (cfg.top_p, cfg.top_k, cfg.seed, cfg.temperature) == (0.8, 0, 2, 0.9)
