@@ -433,3 +433,20 @@ def test_sampling_params_are_one_object_validated_like_the_config() -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="unknown setting"):
         SamplingParams.check(temprature=1)
+
+
+def test_chat_model_call_kwargs_fail_in_one_line() -> None:
+    """Per-call chat-model settings go through resolve_config: the same one-line ConfigError."""
+    from spec_graph import SpeculativeThinkingChatModel
+    from spec_graph.generators.scripted import ScriptedGenerator
+
+    llm = SpeculativeThinkingChatModel(
+        small_model=ScriptedGenerator.from_responses(["a"]), target_model=ScriptedGenerator.from_responses(["b"])
+    )
+    for kwargs, message in (
+        ({"temperature": -1}, "temperature: Input should be greater than or equal to 0, got -1"),
+        ({"policy": "verify:1.5"}, "policy.threshold: Input should be less than or equal to 1, got 1.5"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            llm.invoke("q", **kwargs)
+        assert str(info.value) == message
