@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from spec_graph.thinker import SpecResult
+    from spec_graph.result import SpecResult
 
 
 class SpeculativeThinkingError(RuntimeError):

@@ -41,7 +41,7 @@ from spec_graph.chat_model import SpeculativeThinkingChatModel, speculation_even
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import SpecContext
 from spec_graph.policies import TriggerPolicy
-from spec_graph.thinker import SpecResult
+from spec_graph.result import SpecResult
 
 __all__ = ["chat_model_node", "subgraph_node"]
 
@@ -162,12 +162,12 @@ def subgraph_node(
             if event.get("type") == "text":
                 emit(assembler.feed(str(event["author"]), str(event["text"])))
 
-        small, target = small_gen.start(plan.messages), target_gen.start(plan.messages)
         own = model.policy if isinstance(model.policy, TriggerPolicy) else None  # the model's policy object
         cancel = (config.get("configurable") or {}).get(CANCEL_KEY)
-        ctx = SpecContext.create(
-            small, target, plan.config, stop=plan.stop, on_event=on_event, cancel=cancel, policy=own
-        )
+        ctx = SpecContext.open(
+            small_gen, target_gen, plan.messages, plan.config, stop=plan.stop, on_event=on_event, cancel=cancel,
+            policy=own,
+        )  # fmt: skip
         inner_config: dict[str, Any] = {**config, "recursion_limit": recursion_limit(plan.config.max_new_tokens)}
         inner_config.pop("run_id", None)
         t0 = time.perf_counter()
@@ -177,7 +177,7 @@ def subgraph_node(
                 final,
                 wall_seconds=time.perf_counter() - t0,
                 stop=plan.stop,
-                prompt_tokens={"small": small.prompt_tokens, "target": target.prompt_tokens},
+                prompt_tokens=ctx.prompt_tokens,
             )
             emit([*assembler.finish(result), model._final_chunk(result, assembler)])
             message = generate_from_stream(iter(chunks)).generations[0].message
@@ -185,8 +185,7 @@ def subgraph_node(
             run_manager.on_llm_error(exc)
             raise
         finally:
-            small.close()
-            target.close()
+            ctx.close()
         assert isinstance(message, AIMessage)
         message.id = message_id
         run_manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))

@@ -21,7 +21,6 @@ minutes); later runs reuse them.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import threading
 from collections import OrderedDict
@@ -29,7 +28,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from langgraph.graph import StateGraph
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
@@ -80,11 +78,6 @@ _LOCK = threading.Lock()
 _MAX_RUNS = 8
 
 
-def _close(ctx: SpecContext) -> None:
-    ctx.small.close()
-    ctx.target.close()
-
-
 def _run_key(runtime: Runtime[Any]) -> tuple[Any, ...]:
     info = getattr(runtime, "execution_info", None)
     return (id(runtime.context), getattr(info, "thread_id", None), getattr(info, "run_id", None))
@@ -117,9 +110,9 @@ def _spec_context(state: Mapping[str, Any], runtime: Runtime[Any]) -> SpecContex
         seed=settings.seed,
         **settings.overrides,
     )
-    small = resolve_generator(settings.small_model).start(messages)
-    target = resolve_generator(settings.target_model).start(messages)
-    ctx = SpecContext.create(small, target, config)
+    ctx = SpecContext.open(
+        resolve_generator(settings.small_model), resolve_generator(settings.target_model), messages, config
+    )
     stale = []
     with _LOCK:
         for other in [k for k in _RUNS if k == key or (key[1] is not None and k[1] == key[1])]:
@@ -128,7 +121,7 @@ def _spec_context(state: Mapping[str, Any], runtime: Runtime[Any]) -> SpecContex
         while len(_RUNS) > _MAX_RUNS:  # runs that never reached finalize (errors, abandoned)
             stale.append(_RUNS.popitem(last=False)[1][1])
     for old in stale:
-        _close(old)
+        old.close()
     return ctx
 
 
@@ -138,51 +131,37 @@ def _end_run(runtime: Runtime[Any]) -> None:
     with _LOCK:
         entry = _RUNS.pop(_run_key(runtime), None)
     if entry is not None:
-        _close(entry[1])
+        entry[1].close()
 
 
-def _wrap_node(fn: Callable[..., Any], *, last: bool) -> Callable[..., Any]:
+def _with_run_context(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fn`` (a node or router of the graph) given the run's :class:`SpecContext`; ``finalize`` closes it."""
+
     @functools.wraps(fn)
-    def node(state: SpecState, runtime: Runtime[Any]) -> Any:
+    def wrapped(state: SpecState, runtime: Runtime[Any]) -> Any:
         out = fn(state, runtime.override(context=_spec_context(state, runtime)))
-        if last:
+        if name == "finalize":
             _end_run(runtime)
         return out
 
-    node.__annotations__ = {"state": SpecState, "runtime": Runtime, "return": Any}
-    return node
-
-
-def _wrap_route(fn: Callable[..., Any]) -> Callable[..., Any]:
-    if "runtime" not in inspect.signature(fn).parameters:
-        return fn
-
-    @functools.wraps(fn)
-    def route(state: SpecState, runtime: Runtime[Any]) -> Any:
-        return fn(state, runtime.override(context=_spec_context(state, runtime)))
-
-    route.__annotations__ = {"state": SpecState, "runtime": Runtime, "return": str}
-    return route
+    wrapped.__annotations__ = {"state": SpecState, "runtime": Runtime, "return": Any}
+    return wrapped
 
 
 def build_studio_graph(name: str = "speculative_thinking") -> Any:
-    """:func:`~spec_graph.graph.build_graph`'s nodes and edges with a :class:`StudioContext`.
+    """:func:`~spec_graph.graph.build_graph` with a :class:`StudioContext`.
 
-    Every node and router of the original graph is kept, wrapped so that it gets the run's
-    :class:`~spec_graph.graph.SpecContext` (opened from the :class:`StudioContext` on the first
-    step); the drawing is the same as the original's.
+    The same nodes and edges, each node and router that needs the runtime context wrapped so
+    that it gets the run's :class:`~spec_graph.graph.SpecContext` (opened from the
+    :class:`StudioContext` on the first step); the drawing is the same as the original's.
     """
-    original = build_graph(compile=False)
-    g = StateGraph(SpecState, context_schema=StudioContext, input_schema=StudioInput, output_schema=StudioOutput)
-    for node_name, spec in original.nodes.items():
-        fn = spec.runnable.func  # type: ignore[union-attr]
-        g.add_node(node_name, _wrap_node(fn, last=node_name == "finalize"))
-    for start, end in sorted(original.edges):
-        g.add_edge(start, end)
-    for start, branches in original.branches.items():
-        for branch in branches.values():
-            g.add_conditional_edges(start, _wrap_route(branch.path.func), branch.ends)  # type: ignore[attr-defined]
-    return g.compile(name=name)
+    return build_graph(
+        name=name,
+        context_schema=StudioContext,
+        input_schema=StudioInput,
+        output_schema=StudioOutput,
+        wrap=_with_run_context,
+    )
 
 
 graph = build_studio_graph()

@@ -1,41 +1,25 @@
-"""Run the graph on two models: :class:`SpeculativeThinker` and its :class:`SpecResult`."""
+"""Run the graph on two models: :class:`SpeculativeThinker` (its result: :class:`~spec_graph.result.SpecResult`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import queue
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 from spec_graph.errors import RunCancelledError, SpeculativeThinkingError, describe
-from spec_graph.generators.base import Generator, Span
+from spec_graph.generators.base import Generator
+from spec_graph.generators.resolve import resolve_generator
 from spec_graph.graph.builder import build_graph, recursion_limit
-from spec_graph.graph.state import EventCallback, Intervention, SpecContext, SpecState
+from spec_graph.graph.state import EventCallback, SpecContext
 from spec_graph.policies import TriggerPolicy, build_policy
+from spec_graph.result import THINK_END, SpecResult, split_reasoning
 
-THINK_END = "</think>"
-
-
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """Split a thinking model's output at the last ``</think>``: ``(reasoning, answer)``.
-
-    Without ``</think>`` there is no reasoning part and the whole text is the answer. A leading
-    ``<think>`` is dropped from the reasoning.
-    """
-    head, sep, tail = text.rpartition(THINK_END)
-    if not sep:
-        return None, text
-    reasoning = head.strip()
-    if reasoning.startswith("<think>"):
-        reasoning = reasoning[len("<think>") :].lstrip()
-    return reasoning, tail.lstrip()
-
+__all__ = ["THINK_END", "SpecResult", "SpeculativeThinker", "normalize_messages", "split_reasoning"]
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -84,101 +68,6 @@ def normalize_messages(prompt: str | Sequence[Mapping[str, Any]]) -> list[dict[s
     return messages
 
 
-@dataclass
-class SpecResult:
-    """What one run produced: the generated text only (no prompt), and how it was made."""
-
-    text: str
-    reasoning: str | None
-    answer: str
-    finish_reason: str
-    spans: list[Span]
-    interventions: list[Intervention]
-    output_tokens: dict[str, int]
-    """Tokens kept in the text, by model (each in its own tokenizer)."""
-    generated_tokens: dict[str, int]
-    """Tokens each model wrote, discarded probes and stretches included."""
-    prefill_tokens: dict[str, int]
-    model_seconds: dict[str, float]
-    wall_seconds: float
-    prompt_tokens: dict[str, int] = field(default_factory=dict)
-    draft_tokens: dict[str, int] = field(default_factory=dict)
-    """Draft-and-verify in the target's stretches: tokens ``drafted`` by the small model and
-    ``accepted`` by the target (empty when the target wrote token by token)."""
-    fallbacks: list[dict[str, Any]] = field(default_factory=list)
-    """Times the target failed and the small model went on alone (``target_fallback``)."""
-
-    @property
-    def num_output_tokens(self) -> int:
-        """Kept tokens of both models."""
-        return sum(self.output_tokens.values())
-
-    @property
-    def target_share(self) -> float:
-        """Share of the kept tokens written by the target."""
-        return self.output_tokens.get("target", 0) / max(1, self.num_output_tokens)
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Kept tokens per second of wall time."""
-        return self.num_output_tokens / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, with the derived figures."""
-        out = asdict(self)
-        out.update(target_share=self.target_share, tokens_per_second=self.tokens_per_second)
-        return out
-
-    @classmethod
-    def from_state(
-        cls,
-        state: SpecState | Mapping[str, Any],
-        *,
-        wall_seconds: float,
-        stop: Sequence[str] = (),
-        prompt_tokens: dict[str, int] | None = None,
-        finish: str | None = None,
-    ) -> SpecResult:
-        """Build the result from a graph state; cut the text before a stop string."""
-        spans = list(state.get("spans", []))
-        text = "".join(s["text"] for s in spans)
-        finish = finish or state.get("finish_reason") or "length"
-        hits = [i for i in (text.find(s) for s in stop) if i >= 0]
-        if hits:
-            text, finish = text[: min(hits)], "stop"
-        reasoning, answer = split_reasoning(text)
-        return cls(
-            text=text,
-            reasoning=reasoning,
-            answer=answer,
-            finish_reason=finish,
-            spans=spans,
-            interventions=list(state.get("interventions", [])),
-            output_tokens=dict(state.get("output_tokens", {})),
-            generated_tokens=dict(state.get("generated_tokens", {})),
-            prefill_tokens=dict(state.get("prefill_tokens", {})),
-            model_seconds=dict(state.get("model_seconds", {})),
-            wall_seconds=wall_seconds,
-            prompt_tokens=prompt_tokens or {},
-            draft_tokens=dict(state.get("draft_tokens", {})),
-            fallbacks=[dict(f) for f in state.get("fallbacks", [])],
-        )
-
-
-def as_generator(model: Generator | str, **kwargs: Any) -> Generator:
-    """A generator from a generator, an embedded model name, a folder or a hub id."""
-    if isinstance(model, str):
-        from spec_graph.generators.hf import HFGenerator
-
-        return HFGenerator(model, **kwargs)
-    # Look the protocol's members up statically: reading a property such as `tokenizer_key`
-    # would load the weights of a lazy generator.
-    if not all(inspect.getattr_static(model, attr, None) is not None for attr in ("start", "tokenizer_key", "name")):
-        msg = f"expected a Generator or a model name/path, got {type(model).__name__}"
-        raise TypeError(msg)
-    return model  # type: ignore[return-value]
-
-
 class SpeculativeThinker:
     """Speculative thinking with a small and a target model.
 
@@ -210,8 +99,8 @@ class SpeculativeThinker:
         """Build the graph; models load on first use."""
         from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
 
-        self.small = as_generator(small or DEFAULT_SMALL_MODEL)
-        self.target = as_generator(target or DEFAULT_TARGET_MODEL)
+        self.small = resolve_generator(small or DEFAULT_SMALL_MODEL)
+        self.target = resolve_generator(target or DEFAULT_TARGET_MODEL)
         self.config = resolve_config(config)
         if policy is not None and not isinstance(policy, TriggerPolicy):
             msg = f"policy must implement spec_graph.policies.TriggerPolicy, got {type(policy).__name__}"
@@ -302,17 +191,7 @@ class SpeculativeThinker:
         cfg: SpeculativeThinkingConfig,
         cancel: threading.Event | None,
     ) -> SpecResult:
-        small, target = self.small.start(messages), self.target.start(messages)  # may raise: bad input
         own = self.policy if cfg.policy == self.config.policy else None  # a per-run policy wins
-        policy = own or build_policy(cfg.policy)
-        if policy.token_stop(cfg) is not None and not getattr(small, "supports_token_stop", False):
-            small.close()
-            target.close()
-            msg = (
-                f"the {policy.name} policy stops the small model on a token condition, which "
-                f"{self.small.name!r} cannot do (use a local model, or a policy with scope='probe')"
-            )
-            raise ValueError(msg)
         unsaved: list[str] = []  # text streamed by the step in progress
 
         def on_text(event: dict[str, Any]) -> None:
@@ -321,9 +200,12 @@ class SpeculativeThinker:
             if on_event is not None:
                 on_event(event)
 
-        ctx = SpecContext.create(small, target, cfg, stop=tuple(stop), on_event=on_text, cancel=cancel, policy=policy)
+        ctx = SpecContext.open(  # may raise: bad input, a policy the models cannot serve
+            self.small, self.target, messages, cfg, stop=stop, on_event=on_text, cancel=cancel,
+            policy=own or build_policy(cfg.policy),
+        )  # fmt: skip
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
-        prompt_tokens = {"small": small.prompt_tokens, "target": target.prompt_tokens}
+        prompt_tokens = ctx.prompt_tokens
         state: dict[str, Any] = {}
         t0 = time.perf_counter()
         try:
@@ -341,8 +223,7 @@ class SpeculativeThinker:
             unsaved_text = "".join(unsaved) or getattr(exc, "partial_text", "")
             raise error(msg, partial=partial, unsaved_text=unsaved_text) from exc
         finally:
-            small.close()
-            target.close()
+            ctx.close()
         return SpecResult.from_state(
             state, wall_seconds=time.perf_counter() - t0, stop=stop, prompt_tokens=prompt_tokens
         )

@@ -166,12 +166,15 @@ def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> 
             ``config.small``/``config.target`` (e.g. around custom generators).
     """
     from spec_graph.eval.report import write_report
-    from spec_graph.thinker import as_generator
+    from spec_graph.generators import resolve
 
     problems = load_dataset(config.dataset, limit=config.limit, offset=config.offset)
     if systems is None:
         load = {"dtype": config.dtype, "quantization": config.quantization}
-        small, target = as_generator(config.small, **load), as_generator(config.target, **load)
+        small, target = (
+            resolve.resolve_generator(config.small, **load),
+            resolve.resolve_generator(config.target, **load),
+        )
         systems = [make_system(name, small, target) for name in config.systems]
     names = [s.name for s in systems]
     if len(set(names)) != len(names):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from spec_graph.generators.base import GenerateRequest, Generator
+from spec_graph.generators.resolve import resolve_generator
 
 __all__ = [
     "SYSTEM_KINDS",
@@ -296,12 +297,6 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def _as_generator(model: Generator | str) -> Generator:
-    from spec_graph.thinker import as_generator
-
-    return as_generator(model)
-
-
 _PLAIN = ("small", "target", "target:draft", "specdec", "generate:small", "generate:target")
 
 
@@ -352,7 +347,7 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
         TypeError: ``specdec``/``generate:*`` with models that are not local transformers models.
     """
     name = spec.strip()
-    small_gen, target_gen = _as_generator(small), _as_generator(target)
+    small_gen, target_gen = resolve_generator(small), resolve_generator(target)
     if name == "small":
         return SingleModelSystem(name, small_gen, "small")
     if name == "target":

@@ -5,40 +5,26 @@ from __future__ import annotations
 import operator
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from spec_graph.config import SpeculativeThinkingConfig
-from spec_graph.generators.base import GeneratorSession, Span
-from spec_graph.generators.drafting import maybe_drafting
+from spec_graph.generators.base import Generator, GeneratorSession, Span, capabilities_of
+from spec_graph.generators.drafting import TokenLevelSession, maybe_drafting
 from spec_graph.generators.scoring import scoring_session
-from spec_graph.policies import TriggerPolicy, build_policy
+from spec_graph.policies import Action, TriggerPolicy, build_policy
+from spec_graph.result import Fallback, FinishReason, Intervention
 
-FinishReason = Literal["eos", "length", "time", "stop"]
-Decision = Literal["keep", "intervene", "takeover"]
-
-
-class Intervention(TypedDict):
-    """One time the target wrote instead of the small model."""
-
-    kind: Literal["opening", "intervention", "verification", "takeover"]
-    category: str
-    """The probe's category (neutral, affirmation, reflection, verification), or the kind."""
-    char_position: int
-    """Where in the generated text the target's stretch starts."""
-    token_position: int
-    """Output tokens written before it."""
-    probe_text: str | None
-    target_text: str
-    kept: Literal["target", "probe"]
-    target_tokens: int
+Route = Literal["write", "classify", "intervene", "takeover", "finish"]
+"""What happens next: the small model writes, the policy is asked, the target writes the
+stretch the policy asked for, the recap, or the run ends."""
 
 
 class Probe(TypedDict):
-    """The small model's look-ahead, passed from classify_step to target_intervene."""
+    """The small model's probe, passed from classify_step to target_intervene."""
 
     text: str
     """The whole probe (what was classified)."""
@@ -53,16 +39,6 @@ class Probe(TypedDict):
     """How the run ends if the probe is kept (end of turn or stop string inside it)."""
 
 
-class Stretch(TypedDict):
-    """The policy's decision to let the target write, passed from classify_step to target_intervene."""
-
-    tokens: int
-    category: str
-    sentiment: int
-    until_boundary: NotRequired[bool]
-    """The stretch also ends at the first trigger string the target writes."""
-
-
 class Leftover(TypedDict):
     """What a kept neutral probe wrote after its first boundary.
 
@@ -74,16 +50,6 @@ class Leftover(TypedDict):
     token_ids: list[int]
     at: int
     """Length of the trace text they follow; stale once anything else is written."""
-
-
-class Fallback(TypedDict):
-    """The target failed (after its retries) and the run went on with the small model alone."""
-
-    node: str
-    error: str
-    char_position: int
-    token_position: int
-    partial_text: str
 
 
 class SpecInput(TypedDict, total=False):
@@ -114,16 +80,14 @@ class SpecState(TypedDict, total=False):
     target_failed: bool
     """Set after a fallback: the small model writes alone for the rest of the run."""
     probe: Probe | None
-    stretch: Stretch | None
+    action: dict[str, Any] | None
+    """The policy's ``intervene`` action (its fields), passed from classify_step to target_intervene."""
     leftover: Leftover | None
-    decision: Decision | None
     boundary: Literal["trigger", "token"] | None
-    """Set when the small model's last words end at a boundary the policy is asked about:
-    a trigger string, or before a token its ``TokenStop`` flagged."""
-    write_past_stop: bool
-    """The policy kept the small model's words at a token boundary: the next stretch writes
-    that token before the condition applies again."""
-    opening_done: bool
+    """How the trace ends: on a trigger string, or before a token the policy's ``TokenStop``
+    flagged (a kept one: the small model writes that token before the condition applies again)."""
+    route: Route
+    """The one routing field: what happens next (set by every node)."""
     finish_reason: FinishReason | None
 
 
@@ -132,7 +96,11 @@ EventCallback = Callable[[dict[str, Any]], None]
 
 @dataclass
 class SpecContext:
-    """Per-run objects that must not be checkpointed: the two models' sessions and callbacks."""
+    """Per-run objects that must not be checkpointed: the two models' sessions and callbacks.
+
+    Open one with :meth:`open` (it starts the sessions and closes them on exit); the thinker,
+    the subgraph node and Studio all do.
+    """
 
     small: GeneratorSession
     target: GeneratorSession
@@ -148,21 +116,33 @@ class SpecContext:
     """Set from another thread to end the run at the next token."""
     policy: TriggerPolicy | None = None
     """Decides when the target writes (default: built from ``config.policy``)."""
-    scorer: Any = field(init=False, default=None)
+    scorer: TokenLevelSession | None = field(init=False, default=None)
     """The target's token-level session when it can score the small model's tokens (same
     tokenizer, local), else ``None``; set once per run."""
+    opening: Action | None = field(init=False, default=None)
+    """The target's opening (step 1), decided once per run by the policy."""
+    sessions: tuple[GeneratorSession, ...] = field(init=False, default=())
+    """The sessions :meth:`close` closes (the models' own, not the drafting wrapper)."""
 
     def __post_init__(self) -> None:
-        """Build the policy from the config when none is given; pair the sessions for drafting."""
+        """Build the policy from the config when none is given; check it against the models; pair them for drafting."""
         if self.policy is None:
             self.policy = build_policy(self.config.policy)
+        self.sessions = (self.small, self.target)
         self.scorer = scoring_session(self.target, self.small)
-        if getattr(self.policy, "needs_target_scores", False) and self.scorer is None:
+        if self.policy.needs_target_scores and self.scorer is None:
             msg = (
-                f"the {self.policy.name} policy needs the target to score the small model's tokens: a local "
-                "target model with the small model's tokenizer (not a served model, not another tokenizer)"
+                f"the {self.policy.name} policy needs the target to score the small model's tokens: a local target "
+                "model with the small model's tokenizer (not a served model, not another tokenizer)"
             )
             raise ValueError(msg)
+        if self.policy.token_stop(self.config) is not None and not capabilities_of(self.small).token_stop:
+            msg = (
+                f"the {self.policy.name} policy stops the small model on a token condition, which its "
+                "generator cannot do (use a local model, or a policy with scope='probe')"
+            )
+            raise ValueError(msg)
+        self.opening = self.policy.start(self.config)
         # The target writes its stretches by draft-and-verify when the config and the models allow.
         self.target = maybe_drafting(self.target, self.small, self.config.target_drafting)
 
@@ -172,18 +152,62 @@ class SpecContext:
         assert self.policy is not None
         return self.policy
 
+    @property
+    def checks_every_step(self) -> bool:
+        """Whether the policy decides on every stretch the small model writes."""
+        return self.trigger_policy.checks_every_step
+
     @classmethod
-    def create(
+    def open(
         cls,
-        small: GeneratorSession,
-        target: GeneratorSession,
+        small: Generator,
+        target: Generator,
+        messages: Sequence[Mapping[str, Any]],
         config: SpeculativeThinkingConfig,
         *,
-        stop: tuple[str, ...] = (),
+        stop: Sequence[str] = (),
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
         policy: TriggerPolicy | None = None,
     ) -> SpecContext:
-        """A context whose deadline comes from ``config.time_budget``."""
-        deadline = time.monotonic() + config.time_budget if config.time_budget else None
-        return cls(small, target, config, stop=stop, deadline=deadline, on_event=on_event, cancel=cancel, policy=policy)
+        """Start both models' sessions on ``messages`` and build the run's context.
+
+        Its deadline comes from ``config.time_budget``. Use it as a context manager (or call
+        :meth:`close`): the sessions are closed on exit, and at once if the context cannot be
+        built (a bad conversation, a policy the models cannot serve).
+        """
+        opened: list[GeneratorSession] = []
+        try:
+            opened.append(small.start(messages))
+            opened.append(target.start(messages))
+            deadline = time.monotonic() + config.time_budget if config.time_budget else None
+            return cls(
+                opened[0],
+                opened[1],
+                config,
+                stop=tuple(stop),
+                deadline=deadline,
+                on_event=on_event,
+                cancel=cancel,
+                policy=policy,
+            )
+        except BaseException:
+            for session in opened:
+                session.close()
+            raise
+
+    @property
+    def prompt_tokens(self) -> dict[str, int]:
+        """The prompt's length for each model, in its own tokens."""
+        return {"small": self.sessions[0].prompt_tokens, "target": self.sessions[1].prompt_tokens}
+
+    def close(self) -> None:
+        """Close both models' sessions (their caches go back to the models)."""
+        for session in self.sessions:
+            session.close()
+
+    def __enter__(self) -> SpecContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -19,7 +19,16 @@ Shipped, deciding from the small model (:mod:`spec_graph.policies.small`):
 
 from __future__ import annotations
 
-from spec_graph.policies.base import Action, Policy, ProbeView, Step, TargetScores, TriggerPolicy, checks_every_step
+from spec_graph.policies.base import (
+    Action,
+    Look,
+    Policy,
+    ProbeView,
+    Step,
+    TargetScores,
+    TriggerPolicy,
+    checks_every_step,
+)
 from spec_graph.policies.registry import POLICIES, PolicyEntry, PolicyRegistry
 from spec_graph.policies.small import AlwaysPolicy, KeywordPolicy, NeverPolicy, RegexPolicy, UncertaintyPolicy
 from spec_graph.policies.target import AnyPolicy, LoopPolicy, StepEntropyPolicy, VerifyPolicy
@@ -30,6 +39,7 @@ __all__ = [
     "AlwaysPolicy",
     "AnyPolicy",
     "KeywordPolicy",
+    "Look",
     "LoopPolicy",
     "NeverPolicy",
     "Policy",

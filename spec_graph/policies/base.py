@@ -1,22 +1,23 @@
 """What a policy sees and returns, the policy protocol, and the defaults of every policy.
 
-:class:`Step`, :class:`ProbeView`, :class:`TargetScores`, :class:`Action`; :class:`TriggerPolicy`
-and :class:`Policy`.
+:class:`Step`, :class:`Look`, :class:`ProbeView`, :class:`TargetScores`, :class:`Action`;
+:class:`TriggerPolicy` and :class:`Policy`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import Segment, TokenStop
 
-__all__ = ["Action", "Policy", "ProbeView", "Step", "TargetScores", "TriggerPolicy"]
+__all__ = ["Action", "Look", "Policy", "ProbeView", "Step", "TargetScores", "TriggerPolicy"]
 
 ActionKind = Literal["keep", "intervene", "takeover"]
+Choice = Literal["target", "sentiment"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class Action:
 
     ``keep``: the small model's words stay (its probe up to the next boundary, if one was
     written). ``intervene``: the target writes ``tokens`` tokens from the boundary (the probe
-    is discarded, unless :meth:`Policy.keep_target` prefers it, or only its first
-    ``keep_tokens`` stay). ``takeover``: the recap.
+    is discarded, unless ``choose`` prefers it, or only its first ``keep_tokens`` stay).
+    ``takeover``: the recap.
     """
 
     kind: ActionKind
@@ -35,11 +36,18 @@ class Action:
     category: str = ""
     """Why, as recorded in the run's interventions (e.g. ``reflection``, ``uncertain``)."""
     sentiment: int = 0
-    """The probe's sentiment, for policies that compare it with the target's stretch."""
+    """The probe's sentiment (compared with the stretch's when ``choose="sentiment"``)."""
     keep_tokens: int = 0
     """``intervene``: the probe's first tokens that stay; the target writes after them."""
     until_boundary: bool = False
     """``intervene``: the target's stretch also ends at the first trigger string it writes."""
+    choose: Choice = "target"
+    """``intervene``: which text stays, the target's stretch (``target``) or, by the paper's
+    rule without ``choose_large`` (``sentiment``), the stretch only where its sentiment has the
+    sign the probe's lacked (algorithm.md, section 4, step 5), else the probe."""
+    extend: int = 0
+    """``intervene``: tokens the target writes after the kept stretch when it holds a
+    verification keyword (the paper's n2); 0 for none."""
 
     @classmethod
     def keep(cls) -> Action:
@@ -48,21 +56,41 @@ class Action:
 
     @classmethod
     def intervene(
-        cls, tokens: int, category: str, sentiment: int = 0, *, keep_tokens: int = 0, until_boundary: bool = False
+        cls,
+        tokens: int,
+        category: str,
+        sentiment: int = 0,
+        *,
+        keep_tokens: int = 0,
+        until_boundary: bool = False,
+        choose: Choice = "target",
+        extend: int = 0,
     ) -> Action:
         """The target writes ``tokens`` tokens (after the probe's first ``keep_tokens``)."""
         if tokens < 1:
             msg = f"an intervention writes at least one token, got {tokens}"
             raise ValueError(msg)
-        if keep_tokens < 0:
-            msg = f"keep_tokens must be >= 0, got {keep_tokens}"
+        if keep_tokens < 0 or extend < 0:
+            msg = f"keep_tokens and extend must be >= 0, got {keep_tokens} and {extend}"
             raise ValueError(msg)
-        return cls("intervene", tokens, category, sentiment, keep_tokens, until_boundary)
+        return cls("intervene", tokens, category, sentiment, keep_tokens, until_boundary, choose, extend)
 
     @classmethod
     def takeover(cls) -> Action:
         """The target takes over with a recap."""
         return cls("takeover", category="takeover")
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a policy reads before it decides: a probe of the small model's next words."""
+
+    tokens: int
+    """At most this many tokens."""
+    logprobs: bool = False
+    """Record each token's probabilities (:class:`ProbeView`)."""
+    until_boundary: bool = False
+    """End the probe at its first trigger string."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +136,9 @@ class TargetScores:
         return len(self.log_ratios)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
-    """What a policy sees at a boundary."""
+    """What a policy sees at a boundary: the run so far and, once it asked for them, the probe and its scores."""
 
     trace: str
     """The answer so far (all spans' text)."""
@@ -126,39 +154,30 @@ class Step:
     remaining: int
     """Tokens the budget still allows."""
     config: SpeculativeThinkingConfig
-    write_probe: Callable[[int, bool, bool], ProbeView] = field(repr=False)
-    score_probe: Callable[[], TargetScores] | None = field(default=None, repr=False)
-
-    def probe(self, tokens: int | None = None, *, logprobs: bool = False, until_boundary: bool = False) -> ProbeView:
-        """The small model's next ``tokens`` tokens (default ``probe_tokens``), written once per step.
-
-        Args:
-            tokens: probe length; a second call returns the first probe whatever it asks.
-            logprobs: also record each token's probabilities (:class:`ProbeView`).
-            until_boundary: end the probe at its first trigger string.
-        """
-        return self.write_probe(tokens or self.config.probe_tokens, logprobs, until_boundary)
-
-    def scores(self) -> TargetScores:
-        """The target's log-probabilities of the probe's tokens (writes the default probe if none).
-
-        Raises:
-            ValueError: the target cannot score (a served model, or another tokenizer).
-        """
-        if self.score_probe is None:
-            msg = (
-                "this policy needs the target to score the small model's tokens: a local target "
-                "model with the small model's tokenizer"
-            )
-            raise ValueError(msg)
-        return self.score_probe()
+    probe: ProbeView | None = None
+    """The small model's probe, when :meth:`Policy.look` asked for one."""
+    scores: TargetScores | None = None
+    """The target's scores of the probe, when :meth:`Policy.wants_scores` asked for them (and
+    the target can score: a local model with the small model's tokenizer, not failed)."""
 
 
 @runtime_checkable
 class TriggerPolicy(Protocol):
-    """What the graph asks a policy (subclass :class:`Policy` for the defaults)."""
+    """What the graph asks a policy (subclass :class:`Policy` for the defaults).
+
+    At a boundary the graph asks :meth:`look` (a probe of the small model's next words, or
+    none), writes that probe, asks :meth:`wants_scores` (the target's scores of it), and then
+    :meth:`decide` on the completed :class:`Step`. A policy keeps no state between calls: what
+    it needs to remember is in the step (the counters) or in the trace.
+    """
 
     name: str
+    checks_every_step: bool
+    """True: the small model writes nothing unchecked: every stretch of it is a probe the
+    policy decides on (it starts the run, and follows every target stretch)."""
+    needs_target_scores: bool
+    """True: :meth:`wants_scores` may ask for the target's scores (the run needs a target
+    that can score)."""
 
     def triggers(self, config: SpeculativeThinkingConfig) -> tuple[str, ...]:
         """Strings at which the small model stops and the policy is asked (may be empty)."""
@@ -172,34 +191,29 @@ class TriggerPolicy(Protocol):
         """Whether the target writes first (an ``intervene`` action) before the small model."""
         ...
 
+    def look(self, step: Step) -> Look | None:
+        """The probe to write before deciding at this boundary (``None``: decide without one)."""
+        ...
+
+    def wants_scores(self, step: Step) -> bool:
+        """After the probe is written: whether to have the target score it."""
+        ...
+
     def decide(self, step: Step) -> Action:
         """What happens at this boundary."""
         ...
 
-    def keep_target(
-        self, probe: ProbeView | None, action: Action, target_text: str, config: SpeculativeThinkingConfig
-    ) -> bool:
-        """After the target wrote its stretch: keep it (True) or the small model's probe."""
-        ...
-
-    def extension(self, kept_text: str, config: SpeculativeThinkingConfig) -> int:
-        """Extra tokens the target writes after the kept stretch (0 for none)."""
-        ...
-
 
 class Policy:
-    """A policy's defaults; override :meth:`decide`.
+    """A policy's defaults; override :meth:`look` and :meth:`decide`.
 
-    Stop at the config's trigger strings, no token condition, the config's opening, always keep
-    the target's stretch, no extension.
+    Stop at the config's trigger strings, no token condition, the config's opening, no probe,
+    no scores, keep.
     """
 
     name = "policy"
     checks_every_step = False
-    """True: the small model writes nothing unchecked: every stretch of it is a probe the
-    policy decides on (it starts the run, and follows every target stretch)."""
     needs_target_scores = False
-    """True: :meth:`Step.scores` is used (the run needs a target that can score)."""
 
     def triggers(self, config: SpeculativeThinkingConfig) -> tuple[str, ...]:
         """The config's trigger strings."""
@@ -213,28 +227,22 @@ class Policy:
         """The target's opening when the config asks for one."""
         return Action.intervene(config.opening_tokens, "opening") if config.opening else None
 
+    def look(self, step: Step) -> Look | None:
+        """No probe."""
+        return None
+
+    def wants_scores(self, step: Step) -> bool:
+        """No scores."""
+        return False
+
     def decide(self, step: Step) -> Action:
         """Keep the small model's words (override this)."""
         return Action.keep()
-
-    def keep_target(
-        self,
-        probe: ProbeView | None,
-        action: Action,
-        target_text: str,
-        config: SpeculativeThinkingConfig,
-    ) -> bool:
-        """The target's stretch always stays."""
-        return True
-
-    def extension(self, kept_text: str, config: SpeculativeThinkingConfig) -> int:
-        """No extra target tokens."""
-        return 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-def checks_every_step(policy: object) -> bool:
-    """Whether ``policy`` decides on every stretch the small model writes (see :class:`Policy`)."""
-    return bool(getattr(policy, "checks_every_step", False))
+def checks_every_step(policy: TriggerPolicy) -> bool:
+    """Whether ``policy`` decides on every stretch the small model writes (see :class:`TriggerPolicy`)."""
+    return policy.checks_every_step

@@ -13,7 +13,7 @@ from typing import Literal
 from spec_graph.classification import StepCategory, classify_step
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import TokenStop
-from spec_graph.policies.base import Action, Policy, ProbeView, Step
+from spec_graph.policies.base import Action, Choice, Look, Policy, Step
 from spec_graph.policy_config import RegexPolicyConfig, UncertaintyPolicyConfig
 
 __all__ = ["AlwaysPolicy", "KeywordPolicy", "NeverPolicy", "RegexPolicy", "UncertaintyPolicy"]
@@ -26,39 +26,42 @@ class KeywordPolicy(Policy):
     ``choose_large`` the target writes at every boundary without a probe; otherwise a probe of
     ``probe_tokens`` that is not NEUTRAL (or any probe with ``not_reasoning``) hands the stretch
     to the target. With ``choose_large`` off the better of probe and stretch stays (by
-    sentiment), and a verification cue in the kept stretch makes the target write
-    ``verify_tokens`` more.
+    sentiment: ``choose="sentiment"``), and a verification cue in the kept stretch makes the
+    target write ``verify_tokens`` more (``extend``).
     """
 
     name = "keyword"
 
+    def look(self, step: Step) -> Look | None:
+        """A probe of ``probe_tokens``, unless the decision needs none.
+
+        None is needed when a recap is due, or when every boundary goes to the target.
+        """
+        cfg = step.config
+        if step.negatives >= step.negative_threshold or (cfg.not_reasoning and cfg.choose_large):
+            return None
+        return Look(cfg.probe_tokens)
+
     def decide(self, step: Step) -> Action:
         """Takeover, intervention, or keep the probe."""
         cfg = step.config
+        # a. Too many negative steps since the last recap: the target takes over.
         if step.negatives >= step.negative_threshold:
             return Action.takeover()
+        choose: Choice = "target" if cfg.choose_large else "sentiment"
         if cfg.not_reasoning and cfg.choose_large:
             # Every boundary goes to the target and its stretch is always kept: the probe could
             # not change the text, so it is not written (same output, n1 small tokens saved).
-            return Action.intervene(cfg.probe_tokens, "forced")
-        probe = step.probe(cfg.probe_tokens)
-        found = classify_step(probe.text, cfg)
+            return Action.intervene(cfg.probe_tokens, "forced", extend=cfg.verify_tokens)
+        if step.probe is None:
+            return Action.keep()
+        # b. The probe is classified; a cue (or any probe with not_reasoning) hands the stretch to the target.
+        found = classify_step(step.probe.text, cfg)
         if found.category != StepCategory.NEUTRAL or cfg.not_reasoning:
-            return Action.intervene(cfg.probe_tokens, found.category.value, found.sentiment)
+            return Action.intervene(
+                cfg.probe_tokens, found.category.value, found.sentiment, choose=choose, extend=cfg.verify_tokens
+            )
         return Action.keep()
-
-    def keep_target(
-        self, probe: ProbeView | None, action: Action, target_text: str, config: SpeculativeThinkingConfig
-    ) -> bool:
-        """``choose_large``, or the stretch's sentiment has the sign the probe's lacked."""
-        if config.choose_large or probe is None:
-            return True
-        p, t = action.sentiment, classify_step(target_text, config).sentiment
-        return (p < 0 <= t) or (p > 0 > t)
-
-    def extension(self, kept_text: str, config: SpeculativeThinkingConfig) -> int:
-        """``verify_tokens`` after a verification cue, else 0."""
-        return config.verify_tokens if classify_step(kept_text, config).verification_hits else 0
 
 
 class RegexPolicy(Policy):
@@ -75,11 +78,15 @@ class RegexPolicy(Policy):
         self.patterns = [re.compile(p, flags) for p in settings.patterns]
         self.stretch_tokens = stretch_tokens
 
+    def look(self, step: Step) -> Look | None:
+        """A probe of ``probe_tokens``."""
+        return Look(step.config.probe_tokens)
+
     def decide(self, step: Step) -> Action:
         """Intervene when a pattern matches the probe, else keep it."""
-        probe = step.probe(step.config.probe_tokens)
+        text = step.probe.text if step.probe is not None else ""
         for pattern in self.patterns:
-            if pattern.search(probe.text):
+            if pattern.search(text):
                 return Action.intervene(self.stretch_tokens or step.config.probe_tokens, "pattern")
         return Action.keep()
 
@@ -127,14 +134,20 @@ class UncertaintyPolicy(Policy):
         """The per-token condition (scope ``token``)."""
         return self.condition if self.settings.scope == "token" else None
 
+    def look(self, step: Step) -> Look | None:
+        """A probe with its token probabilities (scope ``probe``, at a trigger string)."""
+        if step.boundary == "token" or self.settings.scope == "token":
+            return None
+        return Look(step.config.probe_tokens, logprobs=True)
+
     def decide(self, step: Step) -> Action:
         """Intervene before an uncertain token, or after an uncertain probe."""
         stretch = Action.intervene(self.settings.stretch_tokens, "uncertain")
         if step.boundary == "token":
             return stretch
-        if self.settings.scope == "token":
+        probe = step.probe
+        if self.settings.scope == "token" or probe is None:
             return Action.keep()
-        probe = step.probe(step.config.probe_tokens, logprobs=True)
         values = probe.top1_probs if self.settings.measure == "top1" else probe.entropies
         if values is None:
             msg = (

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import TokenStop
-from spec_graph.policies.base import Action, Policy, ProbeView, Step, TriggerPolicy, checks_every_step
+from spec_graph.policies.base import Action, Look, Policy, Step, TriggerPolicy
 from spec_graph.policy_config import LoopPolicyConfig, StepEntropyPolicyConfig, VerifyPolicyConfig
 
 __all__ = ["AnyPolicy", "LoopPolicy", "StepEntropyPolicy", "VerifyPolicy"]
@@ -38,15 +38,23 @@ class VerifyPolicy(Policy):
             threshold=threshold, step_tokens=step_tokens, stretch_tokens=stretch_tokens, gate=gate
         )
 
+    def look(self, step: Step) -> Look | None:
+        """The small model's step: up to its first trigger string, at most ``step_tokens``."""
+        return Look(min(self.settings.step_tokens, max(step.remaining, 1)), logprobs=True, until_boundary=True)
+
+    def wants_scores(self, step: Step) -> bool:
+        """Scores for a written step, unless the gate says the small model was sure of every token."""
+        probe, gate = step.probe, self.settings.gate
+        if probe is None or not probe.token_ids:
+            return False
+        return gate is None or probe.top1_probs is None or min(probe.top1_probs, default=1.0) < gate
+
     def decide(self, step: Step) -> Action:
         """Keep the step if the target accepts all of it, else its accepted prefix and a target stretch."""
-        s = self.settings
-        probe = step.probe(min(s.step_tokens, max(step.remaining, 1)), logprobs=True, until_boundary=True)
-        if not probe.token_ids:
-            return Action.keep()
-        if s.gate is not None and probe.top1_probs is not None and min(probe.top1_probs, default=1.0) >= s.gate:
-            return Action.keep()  # the small model was sure of every token: not checked
-        accepted = step.scores().accepted(s.threshold)
+        s, probe = self.settings, step.probe
+        if probe is None or step.scores is None or not self.wants_scores(step):
+            return Action.keep()  # nothing written, not checked (gate), or the target cannot score (it failed)
+        accepted = step.scores.accepted(s.threshold)
         if accepted >= len(probe.token_ids):
             return Action.keep()
         tokens = s.stretch_tokens or s.step_tokens
@@ -69,9 +77,15 @@ class StepEntropyPolicy(Policy):
         """Validate the settings."""
         self.settings = StepEntropyPolicyConfig(threshold=threshold, step_tokens=step_tokens)
 
+    def look(self, step: Step) -> Look | None:
+        """The step's first token with its entropy."""
+        return Look(1, logprobs=True)
+
     def decide(self, step: Step) -> Action:
         """Measure the entropy of the step's first token; the target writes the step above the threshold."""
-        probe = step.probe(1, logprobs=True)
+        probe = step.probe
+        if probe is None:
+            return Action.keep()
         entropy = _first(probe.entropies)
         if entropy is None:
             if probe.entropies is None:
@@ -131,7 +145,9 @@ class AnyPolicy(Policy):
 
     The small model stops at every policy's trigger strings, at the first token condition any
     of them sets, and the run opens as the first policy with an opening says. The policies share
-    the step's one probe (see :class:`~spec_graph.policy_config.AnyPolicyConfig`).
+    the step's one probe: the first that asks for one (before any decides without one) sets it
+    (see :class:`~spec_graph.policy_config.AnyPolicyConfig`). The deciding policy's action says
+    which text stays and what follows, so nothing is remembered between calls.
     """
 
     name = "any"
@@ -142,9 +158,8 @@ class AnyPolicy(Policy):
             msg = "a combination needs at least two policies"
             raise ValueError(msg)
         self.policies = tuple(policies)
-        self.checks_every_step = any(checks_every_step(p) for p in self.policies)
-        self.needs_target_scores = any(getattr(p, "needs_target_scores", False) for p in self.policies)
-        self._deciding: TriggerPolicy = self.policies[0]
+        self.checks_every_step = any(p.checks_every_step for p in self.policies)
+        self.needs_target_scores = any(p.needs_target_scores for p in self.policies)
 
     def triggers(self, config: SpeculativeThinkingConfig) -> tuple[str, ...]:
         """Every policy's trigger strings."""
@@ -158,24 +173,32 @@ class AnyPolicy(Policy):
         """The first opening a policy asks for."""
         return next((a for p in self.policies if (a := p.start(config)) is not None), None)
 
+    def look(self, step: Step) -> Look | None:
+        """The probe of the first policy that asks for one before a policy decides without one."""
+        for policy in self.policies:
+            want = policy.look(step)
+            if want is not None:
+                return want
+            if policy.decide(step).kind != "keep":
+                return None
+        return None
+
+    def wants_scores(self, step: Step) -> bool:
+        """Whether a policy asks for scores before one decides without them."""
+        for policy in self.policies:
+            if policy.wants_scores(step):
+                return True
+            if policy.decide(step).kind != "keep":
+                return False
+        return False
+
     def decide(self, step: Step) -> Action:
         """The first action that is not ``keep``."""
         for policy in self.policies:
             action = policy.decide(step)
             if action.kind != "keep":
-                self._deciding = policy
                 return action
         return Action.keep()
-
-    def keep_target(
-        self, probe: ProbeView | None, action: Action, target_text: str, config: SpeculativeThinkingConfig
-    ) -> bool:
-        """As the policy that asked for the stretch."""
-        return self._deciding.keep_target(probe, action, target_text, config)
-
-    def extension(self, kept_text: str, config: SpeculativeThinkingConfig) -> int:
-        """As the policy that asked for the stretch."""
-        return self._deciding.extension(kept_text, config)
 
     def __repr__(self) -> str:
         return f"AnyPolicy({list(self.policies)!r})"

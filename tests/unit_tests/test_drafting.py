@@ -107,10 +107,10 @@ def test_can_draft_needs_token_level_sessions_with_one_tokenizer() -> None:
 
 def test_context_wraps_the_target_only_when_drafting_is_on_and_possible() -> None:
     small, target = pair(TARGET_DOC)
-    on = SpecContext.create(small.start(MESSAGES), target.start(MESSAGES), SpeculativeThinkingConfig())
+    on = SpecContext.open(small, target, MESSAGES, SpeculativeThinkingConfig())
     assert isinstance(on.target, DraftingSession)
     off_cfg = SpeculativeThinkingConfig(target_drafting="off")
-    off = SpecContext.create(small.start(MESSAGES), target.start(MESSAGES), off_cfg)
+    off = SpecContext.open(small, target, MESSAGES, off_cfg)
     assert not isinstance(off.target, DraftingSession)
     with pytest.raises(ValueError, match="target_drafting"):
         SpeculativeThinkingConfig(target_drafting="sometimes")  # type: ignore[arg-type,unused-ignore]

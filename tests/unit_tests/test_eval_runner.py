@@ -289,7 +289,7 @@ def test_cli_end_to_end_with_fake_systems(
 
     gold = {p.id: p.answer for p in problems}
     monkeypatch.setattr(harness, "make_system", lambda name, small, target: FakeSystem(name, gold, set(gold)))
-    monkeypatch.setattr("spec_graph.thinker.as_generator", lambda model, **load: model)
+    monkeypatch.setattr("spec_graph.generators.resolve.resolve_generator", lambda model, **load: model)
     argv = ["--limit", "3", "--systems", "small,spec:reasoning", "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out

@@ -54,7 +54,7 @@ def invoke(
     **ctx: Any,
 ) -> SpecState:
     """Run the compiled graph directly and return its final state."""
-    context = SpecContext.create(small.start(MESSAGES), target.start(MESSAGES), cfg)
+    context = SpecContext.open(small, target, MESSAGES, cfg)
     for key, value in ctx.items():
         setattr(context, key, value)
     run_config: dict[str, Any] = {"recursion_limit": recursion_limit(cfg.max_new_tokens)}
@@ -790,7 +790,7 @@ def test_stream_custom_mode_yields_the_same_events() -> None:
     invoke(small, target, cfg, on_event=events.append)
 
     small, target = _rich_run_gens()
-    context = SpecContext.create(small.start(MESSAGES), target.start(MESSAGES), cfg)
+    context = SpecContext.open(small, target, MESSAGES, cfg)
     streamed = list(
         build_graph().stream(
             {"messages": MESSAGES},

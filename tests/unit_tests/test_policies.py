@@ -22,8 +22,10 @@ from spec_graph.policies import (
     Action,
     AlwaysPolicy,
     KeywordPolicy,
+    Look,
     NeverPolicy,
     Policy,
+    ProbeView,
     RegexPolicy,
     Step,
     TriggerPolicy,
@@ -282,7 +284,7 @@ def test_keyword_policy_decisions_on_probes() -> None:
             output_tokens={},
             remaining=10,
             config=config,
-            write_probe=lambda _n, _lp, _ub: __import__("spec_graph.policies").policies.ProbeView(probe, []),
+            probe=ProbeView(probe, []),
         )
 
     assert policy.decide(step(" Wait, that is")).kind == "intervene"
@@ -290,6 +292,9 @@ def test_keyword_policy_decisions_on_probes() -> None:
     assert policy.decide(step(" The final answer")).category == "affirmation"
     assert policy.decide(step(" So we add")).kind == "keep"
     assert policy.decide(step(" So we add", negatives=99)).kind == "takeover"
+    # the probe is asked for only when the decision needs one
+    assert policy.look(step("")) == Look(config.probe_tokens)
+    assert policy.look(step("", negatives=99)) is None
 
 
 def test_a_custom_policy_can_ask_for_the_recap_takeover() -> None:
@@ -305,16 +310,18 @@ def test_a_custom_policy_can_ask_for_the_recap_takeover() -> None:
     assert isinstance(RecapAtFirstBoundary(), TriggerPolicy)
 
 
-def test_probe_is_written_once_per_step_and_sees_probabilities() -> None:
+def test_the_probe_a_policy_asks_for_is_written_once_per_step_with_probabilities() -> None:
     seen: list[Any] = []
 
     class Peek(Policy):
         name = "peek"
 
+        def look(self, step: Step) -> Look | None:
+            assert step.probe is None  # asked before the probe is written
+            return Look(3, logprobs=True)
+
         def decide(self, step: Step) -> Action:
-            first = step.probe(3, logprobs=True)
-            assert step.probe(5) is not None  # a second call returns the same probe
-            seen.append(first)
+            seen.append(step.probe)
             return Action.keep()
 
     small, target = pair({"13": 0.25})

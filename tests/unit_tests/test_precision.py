@@ -270,8 +270,6 @@ def test_eval_cli_applies_the_settings_to_both_models(
         loads.append((model, load))
         return model
 
-    # The harness resolves through thinker.as_generator today; through resolve_generator once it switches.
-    monkeypatch.setattr("spec_graph.thinker.as_generator", fake_resolve, raising=False)
     monkeypatch.setattr("spec_graph.generators.resolve.resolve_generator", fake_resolve)
     monkeypatch.setattr(harness, "make_system", lambda name, small, target: Echo(name))
     argv = ["--limit", "1", "--systems", "small,target", "--quantize", "int8", "--dtype", "bfloat16"]

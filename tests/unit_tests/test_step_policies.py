@@ -18,6 +18,7 @@ from spec_graph.policies import (
     Action,
     AnyPolicy,
     KeywordPolicy,
+    Look,
     LoopPolicy,
     ProbeView,
     Step,
@@ -127,8 +128,7 @@ def test_verify_threshold_is_a_probability(bad: float) -> None:
 # -- step entropy ------------------------------------------------------------------------------
 def step(trace: str = "", probe: ProbeView | None = None, **kw: Any) -> Step:
     config = SpeculativeThinkingConfig.preset("reasoning", **kw)
-    view = probe or ProbeView("", [])
-    return Step(trace, "trigger", 0, 15, {}, 100, config, write_probe=lambda _n, _lp, _ub: view)
+    return Step(trace, "trigger", 0, 15, {}, 100, config, probe=probe or ProbeView("", []))
 
 
 @pytest.mark.parametrize(("entropy", "kind"), [(0.2, "keep"), (1.4, "intervene")])
@@ -201,6 +201,43 @@ def test_combination_parses_builds_and_asks_in_order() -> None:
     probe = ProbeView(" Wait, no", [1, 2])
     action = AnyPolicy([LoopPolicy(ngram=4), KeywordPolicy()]).decide(step("a b", probe=probe))
     assert action.kind == "intervene" and action.category == "reflection"
+
+
+def test_combination_shares_one_probe_and_asks_for_scores_only_where_the_deciding_order_needs_them() -> None:
+    verify = VerifyPolicy(0.5, step_tokens=16)
+    both = AnyPolicy([KeywordPolicy(), verify])
+    # the keyword rule asks first: its probe is the one written, and verify scores that one
+    assert both.look(step("a b")) == Look(SpeculativeThinkingConfig.preset("reasoning").probe_tokens)
+    sure, cue = ProbeView(" So", [1], top1_probs=[0.9]), ProbeView(" Wait", [1], top1_probs=[0.9])
+    assert both.wants_scores(step("a b", probe=sure))
+    assert not both.wants_scores(step("a b", probe=cue))  # the keyword rule decides first, without scores
+    # a recap that is due needs neither probe nor scores
+    due = Step("a b", "trigger", 15, 15, {}, 100, SpeculativeThinkingConfig.preset("reasoning"))
+    assert both.look(due) is None and both.decide(due).kind == "takeover"
+    # verify's gate: a step the small model was sure of is not scored, and kept
+    gated = VerifyPolicy(0.5, gate=0.8)
+    assert not gated.wants_scores(step(probe=sure))
+    assert gated.wants_scores(step(probe=ProbeView(" So", [1], top1_probs=[0.5])))
+
+
+def test_policies_keep_no_state_between_calls() -> None:
+    # a policy is a function of the step: what the deciding policy wants afterwards is in its action
+    policy = AnyPolicy([LoopPolicy(ngram=4), KeywordPolicy()])
+    before = dict(vars(policy))
+    probe = ProbeView(" Wait, no", [1, 2])
+    first = policy.decide(step("a b", probe=probe))
+    assert policy.decide(step("a b", probe=probe)) == first
+    assert vars(policy) == before
+    assert first.choose == "target" and first.extend == SpeculativeThinkingConfig.preset("reasoning").verify_tokens
+    no_large = step("a b", probe=probe, choose_large=False)
+    assert KeywordPolicy().decide(no_large).choose == "sentiment"
+
+
+def test_verify_keeps_the_step_when_the_target_could_not_score_it() -> None:
+    probe = ProbeView(" So", [1, 2], top1_probs=[0.5, 0.5])
+    assert VerifyPolicy(0.5).decide(step(probe=probe)).kind == "keep"  # no scores: a failed target
+    scored = Step("", "trigger", 0, 15, {}, 100, SpeculativeThinkingConfig(), probe, TargetScores([0, -3], [0, -3]))
+    assert VerifyPolicy(0.5).decide(scored) == Action.intervene(64, "rejected", keep_tokens=1, until_boundary=True)
 
 
 def test_combination_runs_verify_and_loop() -> None:
