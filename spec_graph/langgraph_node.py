@@ -67,7 +67,7 @@ def chat_model_node(
     messages_key: str = "messages",
     events: Collection[str] = ("intervention",),
     name: str = "speculative_thinking",
-) -> RunnableLambda:
+) -> RunnableLambda[Any, dict[str, Any]]:
     """A node that answers the state's messages with ``model`` and appends its ``AIMessage``.
 
     Args:
@@ -109,7 +109,7 @@ def subgraph_node(
     events: Collection[str] = ("intervention",),
     stop: Sequence[str] | None = None,
     name: str = "speculative_thinking",
-) -> RunnableLambda:
+) -> RunnableLambda[Any, dict[str, Any]]:
     """A node that runs the compiled speculative-thinking graph as a subgraph of the parent.
 
     The models, configuration, stop strings and output conventions (content, reasoning,

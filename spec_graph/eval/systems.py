@@ -290,7 +290,8 @@ def _quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    quiet: Any = hf_logging.set_verbosity_error  # untyped in transformers
+    quiet()
     try:
         yield
     finally:

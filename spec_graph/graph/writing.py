@@ -14,16 +14,9 @@ from langgraph.runtime import Runtime
 from spec_graph.errors import RunCancelledError, describe
 from spec_graph.generators.base import GenerateRequest, Segment, Span, TokenStop, capabilities_of
 from spec_graph.generators.scoring import TokenScores
-from spec_graph.graph.state import (
-    Fallback,
-    FinishReason,
-    Intervention,
-    Leftover,
-    Route,
-    SpecContext,
-    SpecState,
-)
+from spec_graph.graph.state import Leftover, Route, SpecContext, SpecState
 from spec_graph.policies import Look
+from spec_graph.result import Fallback, FinishReason, Intervention
 
 Who = Literal["small", "target"]
 Kind = Literal["opening", "intervention", "verification", "takeover"]
@@ -48,10 +41,11 @@ def chars(state: Counters) -> int:
 
 def remaining(state: Counters, ctx: SpecContext) -> int:
     """Generated tokens the budget still allows (prompt and injected text excluded)."""
-    return ctx.config.max_new_tokens - sum(state.get("output_tokens", {}).values())
+    written: int = sum(state.get("output_tokens", {}).values())
+    return ctx.config.max_new_tokens - written
 
 
-def next_route(ctx: SpecContext, boundary: str | None) -> Route:
+def next_route(ctx: SpecContext, boundary: str | bool | None) -> Route:
     """After a stretch: the policy is asked at a boundary (or after every stretch, if it checks every step)."""
     return "classify" if boundary or ctx.checks_every_step else "write"
 
