@@ -19,7 +19,7 @@ from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from spec_graph._call_plan import CallPlan, base_config, call_overrides, check_stops, langsmith_params, merge_stops
 from spec_graph._chat_events import current_sink, speculation_events
@@ -28,10 +28,12 @@ from spec_graph._messages import TOOLS_MESSAGE, convert_messages
 from spec_graph._streaming import THINK_START, Assembler
 from spec_graph._structured_output import Method, structured_output
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
-from spec_graph.generators.base import Generator
+from spec_graph.config_errors import ConfigError
+from spec_graph.generators.base import Generator, capabilities_of
 from spec_graph.generators.precision import check_dtype, check_quantization
 from spec_graph.generators.resolve import resolve_generator, spec_name
 from spec_graph.policies import TriggerPolicy
+from spec_graph.sampling import Temperature, TopK, TopP
 from spec_graph.thinker import SpecResult, SpeculativeThinker
 
 __all__ = ["STATS_KEY", "SpeculativeThinkingChatModel", "speculation_events"]
@@ -91,8 +93,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             for chunk in llm.stream("What is 12 * 7?"):
                 print(chunk.content, chunk.response_metadata.get("authors"))
 
-    Tool calling:
-        Not supported: :meth:`bind_tools` raises ``NotImplementedError`` (see there).
+    Tool calling: not supported yet (:meth:`bind_tools` raises ``NotImplementedError``).
 
     Structured output:
         .. code-block:: python
@@ -117,13 +118,13 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     ``"always"``, a dict with ``kind``, or your own :class:`~spec_graph.policies.TriggerPolicy`."""
     model: str | None = None
     """Display name reported as ``model_name`` (default ``"<small>+<target>"``)."""
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: Temperature | None = None
     """Sampling temperature, 0 for greedy (default: the config's)."""
     max_tokens: int | None = Field(default=None, ge=1)
     """Most generated tokens, prompt excluded (default: the config's ``max_new_tokens``)."""
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_p: TopP | None = None
     """Nucleus sampling mass (default: the config's)."""
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: TopK | None = None
     """Top-k sampling, 0 for off (default: the config's)."""
     seed: int | None = None
     """Random seed for sampling (default: the config's, unseeded)."""
@@ -146,15 +147,20 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     _thinker: SpeculativeThinker | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Validate the fields; a bad one is one line naming it and the valid values (:class:`ConfigError`)."""
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as exc:
+            raise ConfigError.from_validation(exc) from None
+
     @model_validator(mode="after")
     def _resolve(self) -> SpeculativeThinkingChatModel:
         """Check the config and the stop strings now (cheap: no model is loaded)."""
         from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
 
-        if self.small_model is None:
-            self.small_model = DEFAULT_SMALL_MODEL
-        if self.target_model is None:
-            self.target_model = DEFAULT_TARGET_MODEL
+        self.small_model = DEFAULT_SMALL_MODEL if self.small_model is None else self.small_model
+        self.target_model = DEFAULT_TARGET_MODEL if self.target_model is None else self.target_model
         check_dtype(self.dtype)
         check_quantization(self.quantization)
         self._base_config = base_config(
@@ -346,7 +352,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` in the target model's tokenizer (loads the target on first use)."""
         target = self._generators()[1]
-        encode = getattr(target, "encode", None)
+        encode = getattr(target, "encode", None) if capabilities_of(target).token_ids else None
         if encode is None:
             msg = f"the target generator {type(target).__name__} has no tokenizer ids; use get_num_tokens"
             raise NotImplementedError(msg)
@@ -357,10 +363,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         return int(self._generators()[1].count_tokens(text))
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
-        """Prompt tokens of ``messages`` for the target model, chat template included.
-
-        This is the number reported as ``usage_metadata["input_tokens"]``.
-        """
+        """Prompt tokens of ``messages`` for the target model, chat template included (``input_tokens``)."""
         if tools:
             raise NotImplementedError(TOOLS_MESSAGE)
         with closing(self._generators()[1].start(convert_messages(messages))) as session:
@@ -382,8 +385,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, Any]:
         """A runnable whose answer is parsed as JSON into ``schema``.
 
-        There is no constrained decoding and no tool calling: every ``method`` asks for JSON
-        in a system instruction (with the schema) and parses the answer (code fences allowed).
+        No constrained decoding, no tool calling: every ``method`` asks for JSON (with the schema)
+        in a system instruction and parses the answer (code fences allowed).
 
         Args:
             schema: a pydantic class (the result is an instance of it, validated), a TypedDict or

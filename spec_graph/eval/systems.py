@@ -199,7 +199,7 @@ class HFGenerateSystem:
     def __init__(self, name: str, main: Any, assistant: Any = None, role: Role = "target") -> None:
         """``main``/``assistant`` are :class:`~spec_graph.generators.hf.HFGenerator` instances."""
         for gen in (main, assistant):
-            if gen is not None and not hasattr(gen, "render_prompt"):
+            if gen is not None and not _is_local(gen):
                 msg = (
                     f"system {name!r} runs transformers' model.generate and needs local transformers models "
                     f"(HFGenerator or an embedded model name); got {type(gen).__name__}"
@@ -284,6 +284,13 @@ def _restored_generation_config(model: Any) -> Iterator[None]:
         model.generation_config = saved
 
 
+def _is_local(gen: object) -> bool:
+    """Whether ``gen`` is a local transformers model (what ``model.generate`` needs)."""
+    from spec_graph.generators.hf import HFGenerator
+
+    return isinstance(gen, HFGenerator)
+
+
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' per-call warnings (tokenizer clean-up notices of assisted generation)."""
@@ -357,7 +364,7 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
         from spec_graph.config import resolve_config
 
         for gen in (small_gen, target_gen):
-            if not hasattr(gen, "render_prompt"):
+            if not _is_local(gen):
                 msg = f"system {name!r} needs two local transformers models; got {type(gen).__name__}"
                 raise TypeError(msg)
         cfg = resolve_config(None, policy="always", target_drafting="auto")

@@ -546,3 +546,15 @@ def test_subgraph_node_uses_the_models_policy_object_and_can_be_cancelled() -> N
 def test_node_needs_messages() -> None:
     with pytest.raises(ValueError, match="no messages"):
         chat_model_node(scripted(PLAIN_SMALL)).invoke({"messages": []})
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"temperature": -1}, "temperature"), ({"top_p": 2}, "top_p")])
+def test_a_bad_constructor_value_is_one_line_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    from pydantic import ValidationError
+
+    from spec_graph.config_errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        SpeculativeThinkingChatModel(**kwargs)
+    assert isinstance(info.value, ValidationError)  # still what LangChain's conventions expect
+    assert "\n" not in str(info.value) and field in str(info.value)
