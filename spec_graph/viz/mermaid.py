@@ -108,43 +108,41 @@ def _replace_block(text: str, block: str, where: str) -> str:
     return text[: m.start()] + GRAPH_START + "\n" + block + GRAPH_END + text[m.end() :]
 
 
-def check_docs(root: str | Path = ".", graph: Any = None, *, png: bool = True) -> list[str]:
-    """What is out of date in the docs under ``root``: one line per file, empty when all agree."""
-    root = Path(root)
+def _stale(root: Path, graph: Any) -> tuple[str, dict[Path, str], bool]:
+    """The code's graph, the doc files whose Mermaid block differs (with their new text), and whether the PNG does."""
     mermaid = graph_mermaid(graph)
     block = mermaid_block(mermaid)
-    problems = []
+    texts = {}
     for name in DOC_FILES:
         path = root / name
         text = path.read_text(encoding="utf-8")
-        if _replace_block(text, block, name) != text:
-            problems.append(f"{name}: the Mermaid graph differs from build_graph()'s")
-    if png:
-        path = root / GRAPH_PNG
-        if not path.exists():
-            problems.append(f"{GRAPH_PNG}: missing")
-        elif png_graph_digest(path.read_bytes()) != _digest(mermaid):
-            problems.append(f"{GRAPH_PNG}: drawn from another graph")
+        new = _replace_block(text, block, name)
+        if new != text:
+            texts[path] = new
+    png = root / GRAPH_PNG
+    return mermaid, texts, not png.exists() or png_graph_digest(png.read_bytes()) != _digest(mermaid)
+
+
+def check_docs(root: str | Path = ".", graph: Any = None, *, png: bool = True) -> list[str]:
+    """What is out of date in the docs under ``root``: one line per file, empty when all agree."""
+    root = Path(root)
+    _, texts, png_stale = _stale(root, graph)
+    problems = [f"{p.relative_to(root).as_posix()}: the Mermaid graph differs from build_graph()'s" for p in texts]
+    if png and png_stale:
+        problems.append(f"{GRAPH_PNG}: {'drawn from another graph' if (root / GRAPH_PNG).exists() else 'missing'}")
     return problems
 
 
 def update_docs(root: str | Path = ".", graph: Any = None, *, png: bool = True) -> list[Path]:
     """Rewrite the marked Mermaid blocks (and the PNG) under ``root``; return the files changed."""
     root = Path(root)
-    mermaid = graph_mermaid(graph)
-    block = mermaid_block(mermaid)
-    changed = []
-    for name in DOC_FILES:
-        path = root / name
-        text = path.read_text(encoding="utf-8")
-        new = _replace_block(text, block, name)
-        if new != text:
-            path.write_text(new, encoding="utf-8")
-            changed.append(path)
-    if png:
+    _, texts, png_stale = _stale(root, graph)
+    for path, text in texts.items():
+        path.write_text(text, encoding="utf-8")
+    changed = list(texts)
+    if png and png_stale:
         path = root / GRAPH_PNG
-        if not path.exists() or png_graph_digest(path.read_bytes()) != _digest(mermaid):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(graph_png(graph))
-            changed.append(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(graph_png(graph))
+        changed.append(path)
     return changed
