@@ -29,10 +29,10 @@ __all__ = ["DEFAULT_SYSTEMS", "RESUME_FIELDS", "EvalConfig", "evaluate", "merge_
 DEFAULT_SYSTEMS = ("small", "target", "spec:reasoning", "spec:non_reasoning", "specdec")
 RESUME_FIELDS = (
     "dataset", "small", "target", "resolved_dtype", "quantization", "seed", "max_new_tokens", "temperature",
-    "top_p", "top_k", "prompt_template",
+    "top_p", "top_k", "prompt_template", "spec_overrides",
 )  # fmt: skip
 """Settings that must match for a run to resume into an existing output folder."""
-_LEGACY = {"resolved_dtype": "float32", "quantization": "none"}
+_LEGACY: dict[str, Any] = {"resolved_dtype": "float32", "quantization": "none", "spec_overrides": {}}
 """What runs written before a setting existed used (every published run was on a CPU, in float32)."""
 
 
@@ -63,6 +63,8 @@ class EvalConfig:
     top_p: float = 0.95
     top_k: int = 50
     prompt_template: str = PAPER_PROMPT
+    spec_overrides: dict[str, Any] = field(default_factory=dict)
+    """Config fields for every ``spec:`` system (e.g. ``{"probe_tokens": 12, "verify_tokens": 60}``)."""
     out: str | None = None
     """Output folder (records, results, plots); None: a temporary folder, removed afterwards."""
     progress: bool = True
@@ -102,6 +104,14 @@ class EvalConfig:
                 check(value)
             except ValueError as e:
                 problems.append(str(e))
+        if self.spec_overrides:
+            from spec_graph.config import resolve_config
+            from spec_graph.config_errors import one_line
+
+            try:
+                resolve_config(None, **self.spec_overrides)
+            except ValueError as e:
+                problems.append(f"spec settings: {one_line(e)}")
         if problems:
             raise ValueError("invalid evaluation settings: " + "; ".join(problems))
 
@@ -175,7 +185,7 @@ def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> 
             resolve.resolve_generator(config.small, **load),
             resolve.resolve_generator(config.target, **load),
         )
-        systems = [make_system(name, small, target) for name in config.systems]
+        systems = [make_system(name, small, target, config.spec_overrides) for name in config.systems]
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         msg = f"system names are repeated: {names}"

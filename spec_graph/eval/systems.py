@@ -308,8 +308,8 @@ def _quiet_transformers() -> Iterator[None]:
 _PLAIN = ("small", "target", "target:draft", "specdec", "generate:small", "generate:target")
 
 
-def _spec_config(name: str) -> Any:
-    """The config of a ``spec[:<preset|yaml|policy>]`` system (checked: one line naming what is wrong)."""
+def _spec_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """A ``spec[:<preset|yaml|policy>]`` system's config with ``overrides`` (checked: one line naming what is wrong)."""
     from spec_graph.config import PRESETS, resolve_config
     from spec_graph.config_errors import one_line
     from spec_graph.policy_config import parse_policy
@@ -317,8 +317,8 @@ def _spec_config(name: str) -> Any:
     what = name.partition(":")[2] or "reasoning"
     try:
         if what.lower().endswith((".yml", ".yaml")) or what in PRESETS:
-            return resolve_config(what)
-        return resolve_config(None, policy=parse_policy(what))
+            return resolve_config(what, **(overrides or {}))
+        return resolve_config(None, **{**(overrides or {}), "policy": parse_policy(what)})
     except (ValueError, OSError) as exc:
         msg = f"system {name!r}: {one_line(exc)}"
         if what not in PRESETS and "unknown policy" in str(exc):
@@ -340,7 +340,9 @@ def check_system(spec: str) -> None:
         raise ValueError(msg)
 
 
-def make_system(spec: str, small: Generator | str, target: Generator | str) -> System:
+def make_system(
+    spec: str, small: Generator | str, target: Generator | str, overrides: Mapping[str, Any] | None = None
+) -> System:
     """Build a system from its name (see the module docstring) for a small and a target model.
 
     Args:
@@ -349,6 +351,8 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
             config with that trigger policy), ``specdec``, ``generate:small`` or ``generate:target``.
         small: the small model (generator, embedded name, folder or hub id).
         target: the target model.
+        overrides: config fields for the ``spec:`` systems (e.g. ``{"probe_tokens": 12}``); the
+            policy named in the system wins over one given here.
 
     Raises:
         ValueError: an unknown system name or preset.
@@ -371,7 +375,7 @@ def make_system(spec: str, small: Generator | str, target: Generator | str) -> S
         return SpecThinkingSystem(name, small_gen, target_gen, cfg)
     if name == "spec" or name.startswith("spec:"):
         what = name.partition(":")[2] or "reasoning"
-        return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, _spec_config(name))
+        return SpecThinkingSystem(f"spec:{what}", small_gen, target_gen, _spec_config(name, overrides or {}))
     if name == "specdec":
         return HFGenerateSystem(name, target_gen, small_gen, role="target")
     if name in ("generate:small", "generate:target"):

@@ -36,6 +36,7 @@ from spec_graph.eval.report import (
 )
 from spec_graph.eval.runner import item_seed
 from spec_graph.eval.systems import SingleModelSystem, SpecThinkingSystem
+from spec_graph.generators import EOS
 
 
 class FakeSystem:
@@ -288,7 +289,9 @@ def test_cli_end_to_end_with_fake_systems(
     from spec_graph.eval import harness
 
     gold = {p.id: p.answer for p in problems}
-    monkeypatch.setattr(harness, "make_system", lambda name, small, target: FakeSystem(name, gold, set(gold)))
+    monkeypatch.setattr(
+        harness, "make_system", lambda name, small, target, overrides=None: FakeSystem(name, gold, set(gold))
+    )
     monkeypatch.setattr("spec_graph.generators.resolve.resolve_generator", lambda model, **load: model)
     argv = ["--limit", "3", "--systems", "small,spec:reasoning", "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 0
@@ -379,3 +382,23 @@ def test_merge_runs_made_in_slices(tmp_path: Path, problems: list[Any]) -> None:
         merge_runs([tmp_path / "small", tmp_path / "s0"], tmp_path / "part", plots=False)
     with pytest.raises(ValueError, match=r"'specdec', problem .* is in both"):
         merge_runs([tmp_path / "s0", tmp_path / "all"], tmp_path / "x", plots=False)
+
+
+def test_eval_config_flags_reach_the_spec_systems(tmp_path: Path) -> None:
+    from spec_graph.cli import evaluate as cli
+    from spec_graph.eval.systems import make_system
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["--probe-tokens", "12", "--set", "keyword_matching=inflected", "--out", str(tmp_path)])
+    config = cli.config_from_args(args)
+    assert config.spec_overrides == {"keyword_matching": "inflected", "probe_tokens": 12}
+    assert "--set probe_tokens=12" in config.extra["command"]
+    small, target = ScriptedGenerator.from_document("a" + EOS), ScriptedGenerator.from_document("b" + EOS)
+    system = make_system("spec:uncertainty:0.5", small, target, config.spec_overrides)
+    assert isinstance(system, SpecThinkingSystem)
+    cfg = system.thinker.config
+    assert (cfg.probe_tokens, cfg.keyword_matching) == (12, "inflected")
+    assert cfg.policy.kind == "uncertainty"  # the system's policy wins over an override
+    with pytest.raises(ValueError, match="probe_tokens") as info:
+        cli.config_from_args(parser.parse_args(["--set", "probe_tokens=0", "--out", str(tmp_path)]))
+    assert "\n" not in str(info.value)

@@ -271,7 +271,7 @@ def test_eval_cli_applies_the_settings_to_both_models(
         return model
 
     monkeypatch.setattr("spec_graph.generators.resolve.resolve_generator", fake_resolve)
-    monkeypatch.setattr(harness, "make_system", lambda name, small, target: Echo(name))
+    monkeypatch.setattr(harness, "make_system", lambda name, small, target, overrides=None: Echo(name))
     argv = ["--limit", "1", "--systems", "small,target", "--quantize", "int8", "--dtype", "bfloat16"]
     assert cli.main([*argv, "--out", str(tmp_path), "--no-progress", "--no-plots"]) == 0
     assert [load for _, load in loads] == [{"dtype": "bfloat16", "quantization": "int8"}] * 2
