@@ -17,6 +17,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from typing_extensions import TypedDict
 
+from spec_graph.generators.tool_prompt import ToolSpecs
+
 Author = Literal["small", "target", "injected"]
 SegmentFinish = Literal["trigger", "eos", "length", "stop", "time", "cancelled", "context", "uncertain"]
 """Why a call stopped: a trigger, end of turn, the token limit, a user stop string, the time
@@ -245,8 +247,13 @@ class Generator(Protocol):
         """Equal keys mean token ids can be passed between the two models unchanged."""
         ...
 
-    def start(self, messages: Sequence[Mapping[str, Any]]) -> GeneratorSession:
-        """Open a session for a conversation of ``{"role", "content"}`` messages."""
+    def start(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> GeneratorSession:
+        """Open a session for a conversation of ``{"role", "content"}`` messages.
+
+        ``tools`` (OpenAI-format tool schemas, see :mod:`~spec_graph.generators.tool_prompt`)
+        go into the prompt; it is passed only when tools are bound, so a generator of your own
+        that takes no ``tools`` still serves runs without them.
+        """
         ...
 
     def count_tokens(self, text: str) -> int:

@@ -55,6 +55,7 @@ from spec_graph.generators.remote_options import (
 )
 from spec_graph.generators.remote_tokenizer import ServedTokenizer, load_tokenizer, names_local_model
 from spec_graph.generators.tokens import TraceIds, tokenizer_key
+from spec_graph.generators.tool_prompt import ToolSpecs
 
 
 # -- the generator -----------------------------------------------------------------------------
@@ -240,9 +241,9 @@ class RemoteGenerator(DeclaresCapabilities):
         """Tokens of ``text``: exact with a tokenizer, else estimated (4 characters a token)."""
         return self.tokens.count(text)
 
-    def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The conversation in the model's chat template, ending with the assistant's turn."""
-        return self.tokens.render(messages)
+    def render_prompt(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> str:
+        """The conversation (and ``tools``) in the model's chat template, ending with the assistant's turn."""
+        return self.tokens.render(messages, tools)
 
     # -- server ------------------------------------------------------------------------------
     def resolve(self) -> None:
@@ -264,9 +265,9 @@ class RemoteGenerator(DeclaresCapabilities):
         self.close()
 
     # -- sessions ----------------------------------------------------------------------------
-    def start(self, messages: Sequence[Mapping[str, Any]]) -> RemoteSession:
+    def start(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> RemoteSession:
         """Open a session: render (and count) the prompt; nothing is sent yet."""
-        return RemoteSession(self, messages)
+        return RemoteSession(self, messages, tools)
 
 
 class RemoteSession(DeclaresCapabilities):
@@ -276,17 +277,20 @@ class RemoteSession(DeclaresCapabilities):
     state, so :meth:`close` frees nothing there.
     """
 
-    def __init__(self, gen: RemoteGenerator, messages: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, gen: RemoteGenerator, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None
+    ) -> None:
         """Render the prompt with the model's chat template (``api="completions"``)."""
         self._gen = gen
         self.messages = [dict(m) for m in messages]
-        self.prompt_text = gen.render_prompt(self.messages) if gen.api == "completions" else None
+        self.tools = [dict(t) for t in tools] if tools else None
+        self.prompt_text = gen.render_prompt(self.messages, self.tools) if gen.api == "completions" else None
         self._prompt_ids: list[int] | None = None
         self._prompt_tokens = 0
         rendered = self.prompt_text
         if rendered is None and gen.tokenizer is not None:
             with contextlib.suppress(ValueError):  # api="chat" with a tokenizer that has no template
-                rendered = gen.render_prompt(self.messages)
+                rendered = gen.render_prompt(self.messages, self.tools)
         if gen.tokenizer is not None and rendered is not None:
             self._prompt_ids = gen.encode(rendered)
             self._prompt_tokens = len(self._prompt_ids)
@@ -336,7 +340,7 @@ class RemoteSession(DeclaresCapabilities):
             base_ids = self._prompt_ids + self.trace_ids(trace)
             if gen.context_window is not None and gen.context_window - len(base_ids) < max_tokens:
                 max_tokens, limited = max(0, gen.context_window - len(base_ids)), True
-        return Plan(index, self.messages, self.prompt_text, base_ids, max_tokens, limited)
+        return Plan(index, self.messages, self.prompt_text, base_ids, max_tokens, limited, self.tools)
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Continue ``trace`` on the server; see the module doc for what is sent and checked."""

@@ -18,6 +18,7 @@ from spec_graph.generators.remote_errors import RetryableAttempt
 from spec_graph.generators.remote_http import Server
 from spec_graph.generators.remote_options import RemoteOptions
 from spec_graph.generators.remote_tokenizer import ServedTokenizer
+from spec_graph.generators.tool_prompt import ToolSpecs, wire_messages
 
 __all__ = ["Call", "Plan"]
 
@@ -36,6 +37,8 @@ class Plan:
     max_tokens: int
     context_limited: bool = False
     """``max_tokens`` is what the context window leaves (a full budget is then finish ``"context"``)."""
+    tools: ToolSpecs | None = None
+    """Bound tools (OpenAI format), sent to the server with ``api="chat"``."""
 
 
 class Call:
@@ -102,12 +105,14 @@ class Call:
         opts, req, engine = self.options, self.req, self.server.engine
         body: dict[str, Any] = {"model": self.server.model_name}
         if opts.api == "chat":
-            messages = [dict(m) for m in self.plan.messages]
+            messages = wire_messages(self.plan.messages)
             prefix = self.trace_text + self.text
             if prefix:
                 messages.append({"role": "assistant", "content": prefix})
                 body.update(continue_final_message=True, add_generation_prompt=False)
             body["messages"] = messages
+            if self.plan.tools:
+                body["tools"] = [dict(t) for t in self.plan.tools]
         elif opts.prompt_format == "ids":
             assert self.plan.base_ids is not None
             body["prompt"] = self.plan.base_ids + (self.tokens.encode(self.text) if self.text else [])

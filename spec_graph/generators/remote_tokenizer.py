@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from spec_graph.generators.tokens import tokenizer_key
+from spec_graph.generators.tool_prompt import ToolSpecs, prepare_chat
 
 __all__ = ["ServedTokenizer", "load_tokenizer", "names_local_model"]
 
@@ -115,8 +116,8 @@ class ServedTokenizer:
             return len(self.encode(text))
         return math.ceil(len(text) / 4)
 
-    def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The conversation in the model's chat template, ending with the assistant's turn."""
+    def render(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> str:
+        """The conversation (and ``tools``, see :func:`prepare_chat`) in the model's chat template."""
         tok = self.tokenizer
         template = self.chat_template or (tok.chat_template if tok is not None else None)
         if not template:
@@ -125,13 +126,15 @@ class ServedTokenizer:
                 "with a chat template), chat_template=, or api='chat' to let the server render it"
             )
             raise ValueError(msg)
-        convo = [dict(m) for m in messages]
+        convo, specs = prepare_chat(messages, tools, template)
         if tok is not None:
             with self._lock:
                 return str(
-                    tok.apply_chat_template(convo, chat_template=template, tokenize=False, add_generation_prompt=True)
+                    tok.apply_chat_template(
+                        convo, tools=specs, chat_template=template, tokenize=False, add_generation_prompt=True
+                    )
                 )
         from transformers.utils.chat_template_utils import render_jinja_template
 
-        rendered = render_jinja_template([convo], chat_template=template, add_generation_prompt=True)[0]
+        rendered = render_jinja_template([convo], tools=specs, chat_template=template, add_generation_prompt=True)[0]
         return str(rendered[0])

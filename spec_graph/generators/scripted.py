@@ -26,6 +26,7 @@ from spec_graph.generators.base import (
     Span,
     find_trigger,
 )
+from spec_graph.generators.tool_prompt import ToolSpecs
 
 EOS = "<eos>"
 """Put this at the end of a scripted text to make the model end its turn there."""
@@ -88,6 +89,8 @@ class ScriptedGenerator:
     the first token the script writes for their text (use with :meth:`from_document`)."""
     calls: list[dict[str, Any]] = field(default_factory=list)
     """Every call made: ``{"trace": str, "max_tokens": int, "stop_at_trigger": bool}``."""
+    last_tools: list[dict[str, Any]] | None = None
+    """The tools the last :meth:`start` received (``None`` without tools)."""
 
     supports_token_stop = True
 
@@ -142,9 +145,11 @@ class ScriptedGenerator:
             drafting=self.supports_drafting,
         )
 
-    def start(self, messages: Sequence[Mapping[str, Any]]) -> ScriptedSession:
-        """Open a session (the conversation only counts towards the prompt size)."""
-        prompt = "".join(str(m.get("content", "")) for m in messages)
+    def start(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> ScriptedSession:
+        """Open a session (the conversation and the tools' names only count towards the prompt size)."""
+        self.last_tools = [dict(t) for t in tools] if tools else None
+        names = " ".join(str(t.get("function", t).get("name", "")) for t in tools or ())
+        prompt = "".join(str(m.get("content", "")) for m in messages) + (f" {names}" if names else "")
         return ScriptedSession(self, len(scripted_tokens(prompt)))
 
     def count_tokens(self, text: str) -> int:

@@ -169,17 +169,20 @@ class SpecContext:
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
         policy: TriggerPolicy | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> SpecContext:
         """Start both models' sessions on ``messages`` and build the run's context.
 
         Its deadline comes from ``config.time_budget``. Use it as a context manager (or call
         :meth:`close`): the sessions are closed on exit, and at once if the context cannot be
-        built (a bad conversation, a policy the models cannot serve).
+        built (a bad conversation, a policy the models cannot serve). Both models see the same
+        ``tools`` (OpenAI-format schemas; passed to ``start`` only when given).
         """
+        extra = {"tools": list(tools)} if tools else {}
         opened: list[GeneratorSession] = []
         try:
-            opened.append(small.start(messages))
-            opened.append(target.start(messages))
+            opened.append(small.start(messages, **extra))
+            opened.append(target.start(messages, **extra))
             deadline = time.monotonic() + config.time_budget if config.time_budget else None
             return cls(
                 opened[0],
