@@ -11,10 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import LangSmithParams
+from langchain_core.messages import BaseMessage
 
+from spec_graph._messages import convert_messages
+from spec_graph._streaming import THINK_START
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 
-__all__ = ["PROVIDER", "CallPlan", "base_config", "call_overrides", "check_stops", "langsmith_params", "merge_stops"]
+__all__ = [
+    "PROVIDER",
+    "CallPlan",
+    "base_config",
+    "call_overrides",
+    "check_stops",
+    "langsmith_params",
+    "merge_stops",
+    "plan_call",
+]
 
 PROVIDER = "spec_graph"
 """The provider name reported to LangChain and LangSmith."""
@@ -37,6 +49,32 @@ class CallPlan:
     """The model's config with ``overrides`` applied."""
     in_reasoning: bool
     """Whether the rendered prompt already opens ``<think>``."""
+
+
+def plan_call(
+    base: SpeculativeThinkingConfig,
+    messages: list[BaseMessage],
+    stops: tuple[str, ...],
+    kwargs: Mapping[str, Any],
+    small: Any = None,
+) -> CallPlan:
+    """Check a call's arguments and prepare it.
+
+    Args:
+        base: the model's config; the call's keyword arguments are applied to it.
+        messages: the conversation.
+        stops: the model's and the call's stop strings.
+        kwargs: the call's keyword arguments.
+        small: the small generator, to see whether its prompt opens ``<think>`` (``None``: no
+            reasoning split, so no need to look).
+    """
+    overrides = call_overrides(kwargs)
+    cfg = resolve_config(base, **overrides) if overrides else base
+    check_stops(stops)
+    dicts = convert_messages(messages)
+    render = getattr(small, "render_prompt", None)
+    in_reasoning = render is not None and str(render(dicts)).rstrip().endswith(THINK_START)
+    return CallPlan(dicts, stops, overrides, cfg, in_reasoning)
 
 
 def base_config(config: Any, **fields: Any) -> SpeculativeThinkingConfig:

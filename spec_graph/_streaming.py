@@ -7,7 +7,7 @@ reasoning is split from the answer as it streams, and every chunk keeps who wrot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
@@ -17,8 +17,10 @@ from spec_graph.thinker import THINK_END, SpecResult
 __all__ = ["AUTHORS_KEY", "THINK_START", "Assembler", "StopFilter", "chunks"]
 
 AUTHORS_KEY = "authors"
-"""The ``response_metadata`` key of a streamed chunk holding ``[author]`` (a list, so merging
-chunks appends instead of concatenating strings)."""
+"""The ``response_metadata`` key holding ``[author]`` on the chunk where the pen changes hands
+(the first chunk, and each chunk whose author differs from the one before). A list, so merging
+chunks appends: the aggregated message holds each turn of the pen once, in order, not one entry
+per chunk."""
 THINK_START = "<think>"
 
 
@@ -158,20 +160,35 @@ class _ThinkSplitter:
 
 
 class Assembler:
-    """Turns a run's text events into chunks: stop strings cut, reasoning split, authors kept."""
+    """Turns a run's text events into chunks: stop strings cut, reasoning split, authors kept.
 
-    def __init__(self, stop: Sequence[str], *, split: bool, in_reasoning: bool) -> None:
+    ``reasoning`` has ChatOllama's meaning: ``True`` splits ``<think>...</think>`` text into
+    ``additional_kwargs["reasoning_content"]``, ``False`` splits it off and drops it (not
+    emitted), ``None`` leaves the text as the model wrote it, tags included.
+    """
+
+    def __init__(self, stop: Sequence[str], *, reasoning: bool | None, in_reasoning: bool) -> None:
         self.stop = StopFilter(stop)
-        self.think = _ThinkSplitter(enabled=split, in_reasoning=in_reasoning)
+        self.think = _ThinkSplitter(enabled=reasoning is not None, in_reasoning=in_reasoning)
+        self.emit_reasoning = reasoning is True
         self.seen = ""
         """All text received, before cutting."""
+        self.last_author: str | None = None
+        """The author of the last chunk made (authors are named where they change)."""
+
+    def _chunks(self, pieces: list[tuple[Kind, str, str]]) -> list[ChatGenerationChunk]:
+        if not self.emit_reasoning:
+            pieces = [p for p in pieces if p[0] != "reasoning"]
+        out = chunks(pieces, after=self.last_author)
+        self.last_author = next((a for _, a, t in reversed(pieces) if t), self.last_author)
+        return out
 
     def feed(self, author: str, text: str) -> list[ChatGenerationChunk]:
         self.seen += text
         pieces: list[tuple[Kind, str, str]] = []
         for a, t in self.stop.feed(author, text):
             pieces += self.think.feed(a, t)
-        return chunks(pieces)
+        return self._chunks(pieces)
 
     def finish(self, result: SpecResult) -> list[ChatGenerationChunk]:
         """The rest: text the events did not carry (a generator without ``on_text``), and held text."""
@@ -189,11 +206,15 @@ class Assembler:
         for a, t in self.stop.flush():
             pieces += self.think.feed(a, t)
         pieces += self.think.flush()
-        return chunks(pieces)
+        return self._chunks(pieces)
 
 
-def chunks(pieces: list[tuple[Kind, str, str]]) -> list[ChatGenerationChunk]:
-    """One chunk per run of the same kind and author: reasoning-only or text-only."""
+def chunks(pieces: list[tuple[Kind, str, str]], *, after: str | None = None) -> list[ChatGenerationChunk]:
+    """One chunk per run of the same kind and author: reasoning-only or text-only.
+
+    A chunk names its author (``response_metadata["authors"] = [author]``) when it differs
+    from the one before (``after`` is the author of the chunk before these).
+    """
     merged: list[list[str]] = []
     for kind, author, text in pieces:
         if merged and merged[-1][0] == kind and merged[-1][1] == author:
@@ -202,7 +223,8 @@ def chunks(pieces: list[tuple[Kind, str, str]]) -> list[ChatGenerationChunk]:
             merged.append([kind, author, text])
     out = []
     for kind_name, author, text in merged:
-        meta = {AUTHORS_KEY: [author]}
+        meta: dict[str, Any] = {AUTHORS_KEY: [author]} if author != after else {}
+        after = author
         if kind_name == "reasoning":
             msg = AIMessageChunk(content="", additional_kwargs={"reasoning_content": text}, response_metadata=meta)
         else:

@@ -7,34 +7,38 @@ chat model goes: chains, LangGraph nodes, ``batch``/``abatch``, tracing.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing, closing
 from pathlib import Path
 from typing import Any, NoReturn
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput, ModelProfile
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from spec_graph._call_plan import CallPlan, base_config, call_overrides, check_stops, langsmith_params, merge_stops
-from spec_graph._chat_events import current_sink, speculation_events
+from spec_graph._call_plan import CallPlan, base_config, check_stops, langsmith_params, merge_stops, plan_call
+from spec_graph._chat_events import speculation_events
 from spec_graph._chat_output import STATS_KEY, final_chunk
+from spec_graph._chat_profile import chat_profile, check_model_kwargs, check_model_spec
+from spec_graph._chat_run import RunChunks, astream_chunks, stream_chunks
 from spec_graph._messages import TOOLS_MESSAGE, convert_messages
-from spec_graph._streaming import THINK_START, Assembler
+from spec_graph._streaming import Assembler
 from spec_graph._structured_output import Method, structured_output
-from spec_graph.config import SpeculativeThinkingConfig, resolve_config
+from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.config_errors import ConfigError
 from spec_graph.generators.base import Generator, capabilities_of
 from spec_graph.generators.precision import check_dtype, check_quantization
 from spec_graph.generators.resolve import resolve_generator, spec_name
 from spec_graph.policies import TriggerPolicy
+from spec_graph.result import SpecResult
 from spec_graph.sampling import Temperature, TopK, TopP
-from spec_graph.thinker import SpecResult, SpeculativeThinker
+from spec_graph.thinker import SpeculativeThinker
 
 __all__ = ["STATS_KEY", "SpeculativeThinkingChatModel", "speculation_events"]
 
@@ -63,8 +67,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         temperature: 0 is greedy; default: the config's (0.6).
         max_tokens: budget of generated tokens; default: the config's ``max_new_tokens``.
         stop: strings that end the answer (cut before the match).
-        reasoning: ``True`` (default) moves ``<think>`` text to
-            ``additional_kwargs["reasoning_content"]``; ``False``/``None`` keep it inline.
+        reasoning: as in ChatOllama: ``True`` (default) moves ``<think>`` text to
+            ``additional_kwargs["reasoning_content"]``; ``False`` drops it; ``None`` keeps it inline.
 
     Instantiate:
         .. code-block:: python
@@ -133,7 +137,12 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     streaming: bool = False
     """Whether ``invoke`` streams (callbacks then receive every token)."""
     reasoning: bool | None = True
-    """``True``: ``<think>`` text goes to ``additional_kwargs["reasoning_content"]``; ``False``/``None``: inline."""
+    """ChatOllama's meaning: ``True`` (default): ``<think>`` text goes to
+    ``additional_kwargs["reasoning_content"]``; ``False``: not emitted; ``None``: inline, as written."""
+    model_kwargs: dict[str, Any] | None = None
+    """Models given by name: keyword arguments for ``AutoModelForCausalLM.from_pretrained`` (e.g.
+    ``{"attn_implementation": "sdpa"}``); a server URL: JSON fields sent in every request (e.g.
+    ``{"repetition_penalty": 1.05}``); not allowed with loaded objects (default: none)."""
     device: str | None = None
     """Device for models given by name (default: CUDA when present, else CPU)."""
     dtype: str | None = None
@@ -154,6 +163,11 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         except ValidationError as exc:
             raise ConfigError.from_validation(exc) from None
 
+    @field_validator("small_model", "target_model")
+    @classmethod
+    def _check_model(cls, spec: Any) -> Any:
+        return check_model_spec(spec)
+
     @model_validator(mode="after")
     def _resolve(self) -> SpeculativeThinkingChatModel:
         """Check the config and the stop strings now (cheap: no model is loaded)."""
@@ -173,7 +187,11 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             policy=None if isinstance(self.policy, TriggerPolicy) else self.policy,  # an object goes to the thinker
         )
         check_stops(self.stop)
+        check_model_kwargs(self.model_kwargs, self.small_model, self.target_model)
         return self
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        return chat_profile(self.small_model, self.target_model, reasoning=self.reasoning)
 
     @classmethod
     def from_model_ids(
@@ -196,22 +214,16 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         Args:
             small_model_id: the model that writes.
             target_model_id: the model that intervenes.
-            config: algorithm parameters (config, preset name, YAML path or dict).
+            config: as the field (a config, preset name, YAML path or dict).
             device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when present).
             dtype: ``"auto"`` (default), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
             quantization: ``"none"`` (default) or ``"int8"``.
             preload: load both models now instead of on the first call.
             **kwargs: other fields (``temperature``, ``max_tokens``, ``stop``, ...).
         """
-        llm = cls(
-            small_model=small_model_id,
-            target_model=target_model_id,
-            config=dict(config) if isinstance(config, Mapping) else config,
-            device=device,
-            dtype=dtype,
-            quantization=quantization,
-            **kwargs,
-        )
+        cfg = dict(config) if isinstance(config, Mapping) else config
+        load = {"device": device, "dtype": dtype, "quantization": quantization}
+        llm = cls(small_model=small_model_id, target_model=target_model_id, config=cfg, **load, **kwargs)
         if preload:
             for gen in llm._generators():
                 _ = getattr(gen, "model", None)
@@ -244,14 +256,10 @@ class SpeculativeThinkingChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "small_model": self.small_name,
-            "target_model": self.target_name,
-            "config": self._base_config.model_dump(mode="json", exclude_defaults=True),
-            "reasoning": self.reasoning,
-            **({"policy": repr(self.policy)} if isinstance(self.policy, TriggerPolicy) else {}),
-        }
+        names = {"model_name": self.model_name, "small_model": self.small_name, "target_model": self.target_name}
+        config = self._base_config.model_dump(mode="json", exclude_defaults=True)
+        own = {"policy": repr(self.policy)} if isinstance(self.policy, TriggerPolicy) else {}
+        return {**names, "config": config, "reasoning": self.reasoning, "model_kwargs": self.model_kwargs, **own}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         return langsmith_params(self._base_config, self.model_name, self._stops(stop), kwargs)
@@ -260,11 +268,9 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         """The small and target generators (built on first use; weights load when first needed)."""
         with self._lock:
             if self._gens is None:
-                load = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization}
-                self._gens = (
-                    resolve_generator(self.small_model, **load),
-                    resolve_generator(self.target_model, **load),
-                )
+                load: dict[str, Any] = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization}
+                load |= {"model_kwargs": self.model_kwargs} if self.model_kwargs else {}
+                self._gens = (resolve_generator(self.small_model, **load), resolve_generator(self.target_model, **load))
             return self._gens
 
     def _get_thinker(self) -> SpeculativeThinker:
@@ -280,16 +286,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
 
     def _plan(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]) -> CallPlan:
         """Check a call's arguments and prepare it (the generators are built, no weights loaded)."""
-        overrides = call_overrides(kwargs)
-        cfg = resolve_config(self._base_config, **overrides) if overrides else self._base_config
-        stops = self._stops(stop)
-        check_stops(stops)
-        dicts = convert_messages(messages)
-        in_reasoning = False
-        if self.reasoning:
-            render = getattr(self._generators()[0], "render_prompt", None)
-            in_reasoning = render is not None and str(render(dicts)).rstrip().endswith(THINK_START)
-        return CallPlan(dicts, stops, overrides, cfg, in_reasoning)
+        small = self._generators()[0] if self.reasoning is not None else None
+        return plan_call(self._base_config, messages, self._stops(stop), kwargs, small)
 
     # -- generation -----------------------------------------------------------------------------
     def _generate(
@@ -309,30 +307,31 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         plan = self._plan(messages, stop, kwargs)
-        thinker = self._get_thinker()
-        sink = current_sink()
-        assembler = Assembler(plan.stop, split=bool(self.reasoning), in_reasoning=plan.in_reasoning)
-        events = thinker.stream(plan.messages, stop=plan.stop, **plan.overrides)
-        try:
-            for event in events:
-                kind = event.get("type")
-                if sink is not None and kind in sink.types:
-                    sink.callback(event)
-                if kind == "text":
-                    chunks = assembler.feed(str(event["author"]), str(event["text"]))
-                elif kind == "result":
-                    result: SpecResult = event["result"]
-                    chunks = [*assembler.finish(result), self._final_chunk(result, assembler)]
-                else:
-                    continue
-                for chunk in chunks:
-                    if run_manager:
-                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                    yield chunk
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:  # stops the run at its next token if we stopped early
-                close()
+        to_chunks = RunChunks(plan, self.reasoning, self._final_chunk)
+        yield from stream_chunks(self._get_thinker(), plan, to_chunks, run_manager)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """Native async: the run's events are awaited; cancelling the task stops the run at its next token."""
+        plan, thinker = await asyncio.to_thread(lambda: (self._plan(messages, stop, kwargs), self._get_thinker()))
+        to_chunks = RunChunks(plan, self.reasoning, self._final_chunk)
+        async with aclosing(astream_chunks(thinker, plan, to_chunks, run_manager)) as chunks:
+            async for chunk in chunks:  # closing this generator closes the run's at once
+                yield chunk
 
     def _final_chunk(self, result: SpecResult, assembler: Assembler) -> ChatGenerationChunk:
         """Usage and response metadata, once, with ``chunk_position="last"``."""

@@ -138,7 +138,10 @@ def subgraph_node(
         plan = model._plan(messages, extra_stop, {})
         small_gen, target_gen = model._generators()
         writer = _writer()
-        manager = get_callback_manager_for_config(config)
+        # The ls_* keys (provider, model, temperature, ...) in the run's metadata, as a chat model
+        # call puts them: LangGraph's messages stream and LangSmith read them there.
+        ls_params = model._get_ls_params(stop=list(plan.stop))
+        manager = get_callback_manager_for_config({**config, "metadata": {**config.get("metadata", {}), **ls_params}})
         (run_manager,) = manager.on_chat_model_start(
             model._serialized,
             [messages],
@@ -147,7 +150,7 @@ def subgraph_node(
             batch_size=1,
         )
         message_id = f"lc_run--{run_manager.run_id}"
-        assembler = Assembler(plan.stop, split=bool(model.reasoning), in_reasoning=plan.in_reasoning)
+        assembler = Assembler(plan.stop, reasoning=model.reasoning, in_reasoning=plan.in_reasoning)
         chunks: list[ChatGenerationChunk] = []
 
         def emit(new: list[ChatGenerationChunk]) -> None:

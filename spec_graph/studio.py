@@ -12,7 +12,8 @@ pip install -U "langgraph-cli[inmem]"
 langgraph dev            # in the repository root; opens Studio on the graph "speculative_thinking"
 ```
 
-Input: ``{"messages": [{"role": "user", "content": "What is 12 * 7?"}]}``. Context (optional):
+Input: ``{"messages": [{"role": "user", "content": "What is 12 * 7?"}]}``; the output's ``messages``
+end with the answer, ``{"role": "assistant", "content": ...}``. Context (optional):
 ``{"small_model": "smollm2-135m-instruct", "target_model": "qwen2.5-coder-0.5b-instruct",
 "preset": "non_reasoning", "max_new_tokens": 128}``. The first run loads the models (seconds to
 minutes); later runs reuse them.
@@ -36,8 +37,9 @@ from spec_graph.generators.resolve import resolve_generator
 from spec_graph.graph.builder import build_graph
 from spec_graph.graph.state import SpecContext, SpecState
 from spec_graph.models import DEFAULT_SMALL_MODEL, DEFAULT_TARGET_MODEL
+from spec_graph.result import split_reasoning
 
-__all__ = ["StudioContext", "StudioInput", "build_studio_graph", "graph"]
+__all__ = ["StudioContext", "StudioInput", "answer_message", "build_studio_graph", "graph"]
 
 
 class StudioInput(TypedDict):
@@ -134,14 +136,24 @@ def _end_run(runtime: Runtime[Any]) -> None:
         entry[1].close()
 
 
+def answer_message(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's answer as an assistant message (the text after ``</think>`` when there is thinking)."""
+    _, answer = split_reasoning("".join(s["text"] for s in state.get("spans", [])))
+    return {"role": "assistant", "content": answer}
+
+
 def _with_run_context(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """``fn`` (a node or router of the graph) given the run's :class:`SpecContext`; ``finalize`` closes it."""
+    """``fn`` (a node or router of the graph) given the run's :class:`SpecContext`.
+
+    ``finalize`` closes it and appends the answer to ``messages``, so that Studio's chat view shows it.
+    """
 
     @functools.wraps(fn)
     def wrapped(state: SpecState, runtime: Runtime[Any]) -> Any:
         out = fn(state, runtime.override(context=_spec_context(state, runtime)))
         if name == "finalize":
             _end_run(runtime)
+            out = {**out, "messages": [*state.get("messages", []), answer_message(state)]}
         return out
 
     wrapped.__annotations__ = {"state": SpecState, "runtime": Runtime, "return": Any}

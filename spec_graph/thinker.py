@@ -7,7 +7,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
@@ -117,7 +117,6 @@ class SpeculativeThinker:
         on_event: EventCallback | None = None,
         thread_id: str | None = None,
         cancel: threading.Event | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
         **overrides: Any,
     ) -> SpecResult:
         """Answer ``prompt`` (a question or a message list).
@@ -130,8 +129,6 @@ class SpeculativeThinker:
             thread_id: checkpoint thread (only with a checkpointer).
             cancel: set it from another thread to end the run at the next token
                 (:class:`~spec_graph.errors.RunCancelledError`).
-            tools: OpenAI-format tool schemas both models see in their prompts (the answer is
-                text; :class:`~spec_graph.chat_model.SpeculativeThinkingChatModel` parses tool calls).
             **overrides: configuration fields for this run, e.g. ``max_new_tokens=256``.
 
         Raises:
@@ -150,7 +147,7 @@ class SpeculativeThinker:
             )
             raise ValueError(msg)
         cfg = resolve_config(self.config, **overrides) if overrides else self.config
-        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, cfg, cancel, tools)
+        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, cfg, cancel)
 
     def resume(
         self,
@@ -193,7 +190,6 @@ class SpeculativeThinker:
         on_event: EventCallback | None,
         cfg: SpeculativeThinkingConfig,
         cancel: threading.Event | None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> SpecResult:
         own = self.policy if cfg.policy == self.config.policy else None  # a per-run policy wins
         unsaved: list[str] = []  # text streamed by the step in progress
@@ -206,7 +202,7 @@ class SpeculativeThinker:
 
         ctx = SpecContext.open(  # may raise: bad input, a policy the models cannot serve
             self.small, self.target, messages, cfg, stop=stop, on_event=on_text, cancel=cancel,
-            policy=own or build_policy(cfg.policy), tools=tools,
+            policy=own or build_policy(cfg.policy),
         )  # fmt: skip
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
         prompt_tokens = ctx.prompt_tokens
@@ -232,30 +228,41 @@ class SpeculativeThinker:
             state, wall_seconds=time.perf_counter() - t0, stop=stop, prompt_tokens=prompt_tokens
         )
 
+    def _start_worker(
+        self, prompt: str | Sequence[Mapping[str, Any]], put: Callable[[str, Any], None], kwargs: dict[str, Any]
+    ) -> tuple[threading.Thread, threading.Event]:
+        """Start :meth:`run` in a thread that hands ``put`` each event, then the result or the error.
+
+        Returns the thread and the run's cancel event (the caller's ``cancel=``, or a new one).
+        """
+        user_cb = kwargs.pop("on_event", None)
+        cancel: threading.Event = kwargs.pop("cancel", None) or threading.Event()
+
+        def on_event(event: dict[str, Any]) -> None:
+            if user_cb is not None:
+                user_cb(event)
+            put("event", event)
+
+        def work() -> None:
+            try:
+                put("result", self.run(prompt, on_event=on_event, cancel=cancel, **kwargs))
+            except BaseException as exc:  # handed to the consumer
+                put("error", exc)
+
+        worker = threading.Thread(target=work, name="spec-graph-run", daemon=True)
+        worker.start()
+        return worker, cancel
+
     def stream(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield the run's events as they happen, then ``{"type": "result", "result": SpecResult}``.
 
         Events are those of ``on_event`` (text pieces with their author, interventions). The
         run happens in a worker thread; an exception there is raised here. Leaving the loop
-        early cancels the run at its next token.
+        early (``close()``, ``break``) cancels the run at its next token and waits for it to end,
+        so that the models are free when the generator is closed.
         """
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        user_cb = kwargs.pop("on_event", None)
-        cancel = kwargs.pop("cancel", None) or threading.Event()
-
-        def on_event(event: dict[str, Any]) -> None:
-            if user_cb is not None:
-                user_cb(event)
-            events.put(("event", event))
-
-        def work() -> None:
-            try:
-                events.put(("result", self.run(prompt, on_event=on_event, cancel=cancel, **kwargs)))
-            except BaseException as exc:  # handed to the consumer
-                events.put(("error", exc))
-
-        worker = threading.Thread(target=work, name="spec-graph-run", daemon=True)
-        worker.start()
+        worker, cancel = self._start_worker(prompt, lambda kind, item: events.put((kind, item)), kwargs)
         try:
             while True:
                 kind, item = events.get()
@@ -268,6 +275,41 @@ class SpeculativeThinker:
                     raise item
         finally:
             cancel.set()
+            if worker is not threading.current_thread():
+                worker.join()  # one decode step at most
+
+    async def astream(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`stream` for asyncio: the run in a worker thread, its events awaited without blocking the loop.
+
+        Cancelling the consuming task (``asyncio.wait_for``, ``task.cancel()``) or closing the
+        iterator early (``aclose()``, ``break``) cancels the run at its next token; the iterator
+        ends only once the worker has stopped, so the models are free for the next call.
+        """
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        ended = asyncio.Event()
+
+        def put(kind: str, item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                loop.call_soon_threadsafe(events.put_nowait, (kind, item))
+                if kind != "event":
+                    loop.call_soon_threadsafe(ended.set)
+
+        worker, cancel = self._start_worker(prompt, put, kwargs)
+        try:
+            while True:
+                kind, item = await events.get()
+                if kind == "event":
+                    yield item
+                elif kind == "result":
+                    yield {"type": "result", "result": item}
+                    break
+                else:
+                    raise item
+        finally:
+            cancel.set()
+            await ended.wait()  # the worker stops at its next token
+            worker.join()  # it has handed over its last item: it is returning
 
     async def arun(self, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> SpecResult:
         """:meth:`run` in a worker thread; cancelling the task cancels the run at its next token."""

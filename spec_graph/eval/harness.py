@@ -180,7 +180,7 @@ def evaluate(config: EvalConfig, *, systems: Sequence[System] | None = None) -> 
 
     problems = load_dataset(config.dataset, limit=config.limit, offset=config.offset)
     if systems is None:
-        load = {"dtype": config.dtype, "quantization": config.quantization}
+        load: dict[str, Any] = {"dtype": config.dtype, "quantization": config.quantization}
         small, target = (
             resolve.resolve_generator(config.small, **load),
             resolve.resolve_generator(config.target, **load),

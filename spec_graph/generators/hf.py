@@ -34,7 +34,6 @@ from spec_graph.generators.hf_loading import (  # the loading API lives there; r
     model_lock,
 )
 from spec_graph.generators.tokens import TraceIds, tokenizer_key
-from spec_graph.generators.tool_prompt import ToolSpecs, prepare_chat
 from spec_graph.generators.writer import SegmentWriter
 
 __all__ = ["PLAIN_CHAT_TEMPLATE", "HFGenerator", "HFSession", "default_device", "default_dtype", "load_pretrained"]
@@ -66,7 +65,8 @@ class HFGenerator(DeclaresCapabilities):
             on a CPU). Only for a model given by name or path.
         chat_template: a Jinja chat template to use instead of the tokenizer's.
         use_cache: ``False`` recomputes every step without a KV cache (slow; for checking).
-        trust_remote_code: passed to transformers; off unless you set it.
+        trust_remote_code: passed to transformers; off unless you set it. ``model_kwargs``: more
+            arguments for ``from_pretrained`` (e.g. ``{"attn_implementation": "sdpa"}``).
         name: display name (default: the model id).
     """
 
@@ -81,6 +81,7 @@ class HFGenerator(DeclaresCapabilities):
         chat_template: str | None = None,
         use_cache: bool = True,
         trust_remote_code: bool = False,
+        model_kwargs: Mapping[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
         """Remember how to load the model; weights load on first use.
@@ -105,6 +106,7 @@ class HFGenerator(DeclaresCapabilities):
         self._model: Any = None if isinstance(model, str) else model
         self._tokenizer = tokenizer
         self._device, self._dtype, self._trust = device, dtype, trust_remote_code
+        self._model_kwargs = dict(model_kwargs or {})
         self.chat_template = chat_template
         self.use_cache = use_cache
         self.name = name or (model if isinstance(model, str) else str(getattr(model, "name_or_path", "model")))
@@ -120,6 +122,7 @@ class HFGenerator(DeclaresCapabilities):
                 dtype=self._dtype,
                 quantization=self.quantization,
                 trust_remote_code=self._trust,
+                model_kwargs=self._model_kwargs,
             )
             self._tokenizer = self._tokenizer or tok
         return self._model
@@ -183,8 +186,8 @@ class HFGenerator(DeclaresCapabilities):
         """Tokens of ``text`` in this model's tokenizer."""
         return len(self.encode(text))
 
-    def render_prompt(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> str:
-        """The conversation (and ``tools``, see :func:`prepare_chat`) in this model's chat template."""
+    def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The conversation in this model's chat template, ending with the assistant's turn."""
         template = self.chat_template or getattr(self.tokenizer, "chat_template", None)
         if not template:
             msg = (
@@ -192,10 +195,9 @@ class HFGenerator(DeclaresCapabilities):
                 "(e.g. spec_graph.generators.hf.PLAIN_CHAT_TEMPLATE)"
             )
             raise ValueError(msg)
-        convo, tool_specs = prepare_chat(messages, tools, template)
         return str(
             self.tokenizer.apply_chat_template(
-                convo, tools=tool_specs, chat_template=template, tokenize=False, add_generation_prompt=True
+                [dict(m) for m in messages], chat_template=template, tokenize=False, add_generation_prompt=True
             )
         )
 
@@ -204,13 +206,13 @@ class HFGenerator(DeclaresCapabilities):
         """Those of its sessions (:data:`HF_CAPABILITIES`)."""
         return HF_CAPABILITIES
 
-    def start(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> HFSession:
+    def start(self, messages: Sequence[Mapping[str, Any]]) -> HFSession:
         """Open a session: render and tokenize the prompt (no model work yet).
 
         Raises ``ValueError`` when the prompt does not fit the model's context window (no
         truncation: cutting a question silently changes it).
         """
-        prompt = self.encode(self.render_prompt(messages, tools))
+        prompt = self.encode(self.render_prompt(messages))
         window = self.context_window
         if window is not None and len(prompt) >= window:
             msg = (

@@ -6,9 +6,11 @@ loaded model has one lock, held while it runs.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,9 @@ from spec_graph.generators import precision
 
 __all__ = ["default_device", "default_dtype", "load_pretrained", "model_lock"]
 
-_LOADED: dict[tuple[str, str, str, str, bool], tuple[Any, PreTrainedTokenizerBase]] = {}
+_LOADED: dict[tuple[str, str, str, str, bool, str], tuple[Any, PreTrainedTokenizerBase]] = {}
 _LOAD_LOCK = threading.Lock()
+_SET_BY_ARGUMENTS = frozenset({"dtype", "torch_dtype", "device_map", "trust_remote_code", "use_safetensors"})
 _MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 
 
@@ -63,6 +66,7 @@ def load_pretrained(
     dtype: torch.dtype | str | None = None,
     quantization: str | None = None,
     trust_remote_code: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Load (once per process) a causal LM and its tokenizer from an embedded name, path or hub id.
 
@@ -76,22 +80,29 @@ def load_pretrained(
             :mod:`spec_graph.generators.precision`.
         quantization: ``none`` (default) or ``int8``.
         trust_remote_code: passed to transformers.
+        model_kwargs: more keyword arguments for ``AutoModelForCausalLM.from_pretrained`` (e.g.
+            ``{"attn_implementation": "sdpa"}``); not those set by the arguments above.
 
     Raises:
-        ValueError: an unknown dtype or quantization (before anything loads).
+        ValueError: an unknown dtype or quantization, or a ``model_kwargs`` key that an argument
+            sets (before anything loads).
     """
+    extra = dict(model_kwargs or {})
+    if taken := sorted(set(extra) & _SET_BY_ARGUMENTS):
+        msg = f"model_kwargs may not set {', '.join(taken)}: use the dtype, device, quantization arguments"
+        raise ValueError(msg)
     device = device or default_device()
     torch_dtype = precision.resolve_dtype(dtype, device)
     quant = precision.check_quantization(quantization)
     path = _resolve_path(model)
-    key = (path, device, str(torch_dtype), quant, trust_remote_code)
+    key = (path, device, str(torch_dtype), quant, trust_remote_code, json.dumps(extra, sort_keys=True, default=repr))
     with _LOAD_LOCK:
         if key not in _LOADED:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             # safetensors only: never unpickle weights fetched at run time.
             with precision.quiet_torchao():  # transformers imports torchao when it is installed
                 lm: Any = AutoModelForCausalLM.from_pretrained(
-                    path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+                    path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
                 )
             lm.to(device).eval()
             precision.quantize(lm, quant, device)

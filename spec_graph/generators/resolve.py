@@ -9,9 +9,11 @@ load or a copy; a :class:`Generator` passes through untouched (not even a lazy o
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,14 +53,15 @@ def _looks_local(name: str) -> bool:
     return path.startswith((".", "/", "~")) or path.count("/") > 1 or Path(name).suffix in {".gguf", ".safetensors"}
 
 
-def _by_name(name: str, device: str | None, dtype: str, quant: str) -> Generator:
+def _by_name(name: str, device: str | None, dtype: str, quant: str, extra: dict[str, Any]) -> Generator:
     """A generator for a string (made once per process and setting)."""
     from spec_graph import models
 
+    frozen = json.dumps(extra, sort_keys=True, default=repr)
     if _is_url(name):
-        key: tuple[Any, ...] = ("remote", name)
+        key: tuple[Any, ...] = ("remote", name, frozen)
     elif models.is_embedded(name) or Path(name).expanduser().is_dir() or _looks_local(name) or _HUB_ID.fullmatch(name):
-        key = ("hf", name, device, dtype, quant)
+        key = ("hf", name, device, dtype, quant, frozen)
     else:
         embedded = ", ".join(sorted(models.EMBEDDED_MODELS))
         msg = (
@@ -68,21 +71,22 @@ def _by_name(name: str, device: str | None, dtype: str, quant: str) -> Generator
         raise ValueError(msg)
     with _GENERATORS_LOCK:
         if key not in _GENERATORS:
-            _GENERATORS[key] = _remote(name) if key[0] == "remote" else _hf_by_name(name, device, dtype, quant)
+            make = _remote(name, extra) if key[0] == "remote" else _hf_by_name(name, device, dtype, quant, extra)
+            _GENERATORS[key] = make
         return _GENERATORS[key]
 
 
-def _remote(url: str) -> Generator:
+def _remote(url: str, extra_body: dict[str, Any]) -> Generator:
     from spec_graph.generators.remote import RemoteGenerator
 
     base_url, _, model = url.partition("#")
-    return RemoteGenerator(model or None, base_url=base_url)
+    return RemoteGenerator(model or None, base_url=base_url, extra_body=extra_body)
 
 
-def _hf_by_name(name: str, device: str | None, dtype: str, quant: str) -> Generator:
+def _hf_by_name(name: str, device: str | None, dtype: str, quant: str, extra: dict[str, Any]) -> Generator:
     from spec_graph.generators.hf import HFGenerator  # imports torch: only when needed
 
-    return HFGenerator(name, device=device, dtype=dtype, quantization=quant)
+    return HFGenerator(name, device=device, dtype=dtype, quantization=quant, model_kwargs=extra)
 
 
 def _hf_generator(model: Any, tokenizer: Any, name: str | None) -> Generator:
@@ -92,7 +96,12 @@ def _hf_generator(model: Any, tokenizer: Any, name: str | None) -> Generator:
 
 
 def resolve_generator(
-    spec: Any, *, device: str | None = None, dtype: str | None = None, quantization: str | None = None
+    spec: Any,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    quantization: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Generator:
     """A :class:`Generator` from anything the package accepts as a model.
 
@@ -108,6 +117,9 @@ def resolve_generator(
         dtype: ``auto`` (default), ``float32``, ``bfloat16`` or ``float16``, for a model given by
             name (see :mod:`spec_graph.generators.precision`).
         quantization: ``none`` (default) or ``int8``, for a model given by name.
+        model_kwargs: for a model given by name, folder or hub id, more keyword arguments for
+            ``from_pretrained`` (e.g. ``{"attn_implementation": "sdpa"}``); for a server URL,
+            JSON fields sent in every request (``RemoteGenerator(extra_body=...)``).
 
     Raises:
         ValueError: an unknown dtype or quantization (checked whatever ``spec`` is), or a name
@@ -119,7 +131,10 @@ def resolve_generator(
 
     dtype_name, quant = check_dtype(dtype), check_quantization(quantization)
     if isinstance(spec, str | Path):
-        return _by_name(str(spec), device, dtype_name, quant)
+        return _by_name(str(spec), device, dtype_name, quant, dict(model_kwargs or {}))
+    if model_kwargs:
+        msg = f"model_kwargs apply to models given by name or URL, not to a {type(spec).__name__}"
+        raise ValueError(msg)
     if is_generator(spec):
         return cast(Generator, spec)
     if isinstance(spec, tuple) and len(spec) == 2:

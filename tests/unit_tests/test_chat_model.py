@@ -190,15 +190,22 @@ def test_stream_chunks_authors_and_last_chunk() -> None:
     assert last.chunk_position == "last"
     assert last.usage_metadata is not None
     assert last.response_metadata["model_name"] == "small+target"
+    author = None
+    authors = []  # each chunk's author: named where it changes
     for c in pieces:
         assert c.usage_metadata is None
         assert "model_name" not in c.response_metadata
-        assert c.response_metadata["authors"] in (["small"], ["target"])
-    authors = [c.response_metadata["authors"][0] for c in pieces]
+        named = c.response_metadata.get("authors")
+        assert named is None or (named in (["small"], ["target"]) and named[0] != author)
+        author = named[0] if named else author
+        authors.append(author)
     assert authors[0] == "small"
     assert authors[-1] == "target"
     full = aggregate(chunks)
     assert full.content == PLAIN_TARGET
+    turns = [a for i, a in enumerate(authors) if i == 0 or a != authors[i - 1]]
+    assert full.response_metadata["authors"] == turns  # each turn of the pen once, not one per chunk
+    assert len(turns) < len(pieces)
     assert full.response_metadata["model_name"] == "small+target"  # set once, not concatenated
     assert full.response_metadata["finish_reason"] == "stop"
     invoked = model.invoke("q")
@@ -219,7 +226,7 @@ def test_injected_text_has_its_author() -> None:
     small = "Step one.\n\nWait, no.\n\nWait, again.\n\nDone."
     model = scripted(small, small, config=cfg, max_tokens=20)
     chunks = collect(model)
-    authors = {c.response_metadata["authors"][0] for c in chunks[:-1]}
+    authors = {a for c in chunks[:-1] for a in c.response_metadata.get("authors", [])}
     assert "injected" in authors
     stats = chunks[-1].response_metadata["speculative_thinking"]
     assert stats["takeovers"] >= 1
@@ -277,11 +284,27 @@ def test_reasoning_output_version_v1_and_chain() -> None:
     assert chain.invoke({"q": "2+2?"}) == "The answer is 4."
 
 
-def test_reasoning_inline_when_off() -> None:
-    for value in (None, False):
-        msg = scripted(THINKING, reasoning=value).invoke("q")
-        assert msg.content == THINKING
-        assert "reasoning_content" not in msg.additional_kwargs
+def test_reasoning_none_is_inline_and_false_is_not_emitted() -> None:
+    """ChatOllama's meaning: None leaves the text as written; False drops the reasoning."""
+    msg = scripted(THINKING, reasoning=None).invoke("q")
+    assert msg.content == THINKING
+    assert "reasoning_content" not in msg.additional_kwargs
+    model = scripted(THINKING, reasoning=False)
+    chunks = collect(model)
+    assert all("reasoning_content" not in c.additional_kwargs for c in chunks)
+    msg = model.invoke("q")
+    assert msg.content == split_reasoning(THINKING)[1]
+    assert "reasoning_content" not in msg.additional_kwargs
+    assert [b["type"] for b in msg.content_blocks] == ["text"]
+    assert msg.usage_metadata["output_token_details"]["reasoning"] > 0  # type: ignore[index]  # still counted
+    plain = scripted(PLAIN_SMALL, reasoning=False).invoke("q")  # no thinking: untouched
+    assert plain.content == PLAIN_SMALL
+
+
+def test_reasoning_profile_follows_the_field() -> None:
+    assert scripted(THINKING).profile["reasoning_output"] is True  # type: ignore[index]
+    assert scripted(THINKING, reasoning=None).profile["reasoning_output"] is False  # type: ignore[index]
+    assert scripted(THINKING, reasoning=False).profile["reasoning_output"] is False  # type: ignore[index]
 
 
 def test_template_that_opens_thinking() -> None:
@@ -309,7 +332,7 @@ def test_reasoning_cut_by_budget_stays_reasoning() -> None:
 def test_splitter_matches_split_reasoning(size: int) -> None:
     texts = [THINKING, "  <think>a</think>b", "<thi", "<think>x</thi", "plain </think> text", "a\n\n<think>b"]
     for text in texts:
-        asm = parser.Assembler((), split=True, in_reasoning=False)
+        asm = parser.Assembler((), reasoning=True, in_reasoning=False)
         chunks = []
         for i in range(0, len(text), size):
             chunks += asm.feed("small", text[i : i + size])
