@@ -117,6 +117,7 @@ class SpeculativeThinker:
         on_event: EventCallback | None = None,
         thread_id: str | None = None,
         cancel: threading.Event | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
         **overrides: Any,
     ) -> SpecResult:
         """Answer ``prompt`` (a question or a message list).
@@ -129,6 +130,8 @@ class SpeculativeThinker:
             thread_id: checkpoint thread (only with a checkpointer).
             cancel: set it from another thread to end the run at the next token
                 (:class:`~spec_graph.errors.RunCancelledError`).
+            tools: OpenAI-format tool schemas both models see in their prompts (the answer is
+                text; :class:`~spec_graph.chat_model.SpeculativeThinkingChatModel` parses tool calls).
             **overrides: configuration fields for this run, e.g. ``max_new_tokens=256``.
 
         Raises:
@@ -147,7 +150,7 @@ class SpeculativeThinker:
             )
             raise ValueError(msg)
         cfg = resolve_config(self.config, **overrides) if overrides else self.config
-        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, cfg, cancel)
+        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, cfg, cancel, tools)
 
     def resume(
         self,
@@ -190,6 +193,7 @@ class SpeculativeThinker:
         on_event: EventCallback | None,
         cfg: SpeculativeThinkingConfig,
         cancel: threading.Event | None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> SpecResult:
         own = self.policy if cfg.policy == self.config.policy else None  # a per-run policy wins
         unsaved: list[str] = []  # text streamed by the step in progress
@@ -202,7 +206,7 @@ class SpeculativeThinker:
 
         ctx = SpecContext.open(  # may raise: bad input, a policy the models cannot serve
             self.small, self.target, messages, cfg, stop=stop, on_event=on_text, cancel=cancel,
-            policy=own or build_policy(cfg.policy),
+            policy=own or build_policy(cfg.policy), tools=tools,
         )  # fmt: skip
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
         prompt_tokens = ctx.prompt_tokens

@@ -34,6 +34,7 @@ from spec_graph.generators.hf_loading import (  # the loading API lives there; r
     model_lock,
 )
 from spec_graph.generators.tokens import TraceIds, tokenizer_key
+from spec_graph.generators.tool_prompt import ToolSpecs, prepare_chat
 from spec_graph.generators.writer import SegmentWriter
 
 __all__ = ["PLAIN_CHAT_TEMPLATE", "HFGenerator", "HFSession", "default_device", "default_dtype", "load_pretrained"]
@@ -65,8 +66,7 @@ class HFGenerator(DeclaresCapabilities):
             on a CPU). Only for a model given by name or path.
         chat_template: a Jinja chat template to use instead of the tokenizer's.
         use_cache: ``False`` recomputes every step without a KV cache (slow; for checking).
-        trust_remote_code: passed to transformers; off unless you set it. ``model_kwargs``: more
-            arguments for ``from_pretrained`` (e.g. ``{"attn_implementation": "sdpa"}``).
+        trust_remote_code: passed to transformers; off unless you set it.
         name: display name (default: the model id).
     """
 
@@ -186,8 +186,8 @@ class HFGenerator(DeclaresCapabilities):
         """Tokens of ``text`` in this model's tokenizer."""
         return len(self.encode(text))
 
-    def render_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The conversation in this model's chat template, ending with the assistant's turn."""
+    def render_prompt(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> str:
+        """The conversation (and ``tools``, see :func:`prepare_chat`) in this model's chat template."""
         template = self.chat_template or getattr(self.tokenizer, "chat_template", None)
         if not template:
             msg = (
@@ -195,9 +195,10 @@ class HFGenerator(DeclaresCapabilities):
                 "(e.g. spec_graph.generators.hf.PLAIN_CHAT_TEMPLATE)"
             )
             raise ValueError(msg)
+        convo, tool_specs = prepare_chat(messages, tools, template)
         return str(
             self.tokenizer.apply_chat_template(
-                [dict(m) for m in messages], chat_template=template, tokenize=False, add_generation_prompt=True
+                convo, tools=tool_specs, chat_template=template, tokenize=False, add_generation_prompt=True
             )
         )
 
@@ -206,13 +207,13 @@ class HFGenerator(DeclaresCapabilities):
         """Those of its sessions (:data:`HF_CAPABILITIES`)."""
         return HF_CAPABILITIES
 
-    def start(self, messages: Sequence[Mapping[str, Any]]) -> HFSession:
+    def start(self, messages: Sequence[Mapping[str, Any]], tools: ToolSpecs | None = None) -> HFSession:
         """Open a session: render and tokenize the prompt (no model work yet).
 
         Raises ``ValueError`` when the prompt does not fit the model's context window (no
         truncation: cutting a question silently changes it).
         """
-        prompt = self.encode(self.render_prompt(messages))
+        prompt = self.encode(self.render_prompt(messages, tools))
         window = self.context_window
         if window is not None and len(prompt) >= window:
             msg = (
