@@ -107,8 +107,7 @@ class HFGenerator(DeclaresCapabilities):
         self._tokenizer = tokenizer
         self._device, self._dtype, self._trust = device, dtype, trust_remote_code
         self._model_kwargs = dict(model_kwargs or {})
-        self.chat_template = chat_template
-        self.use_cache = use_cache
+        self.chat_template, self.use_cache = chat_template, use_cache
         self.name = name or (model if isinstance(model, str) else str(getattr(model, "name_or_path", "model")))
 
     # -- loading -----------------------------------------------------------------------------
