@@ -149,3 +149,38 @@ def test_structured_output_with_a_json_capable_model() -> None:
     city = model.with_structured_output(City).invoke("What is the capital of France?")
     assert isinstance(city, City)
     assert city.name == "Paris"
+
+
+async def test_a_cancelled_ainvoke_stops_and_frees_the_models() -> None:
+    """Issue 17: wait_for cancels the run within a decode step; the process goes idle; the next call starts at once."""
+    import resource
+    import threading
+    import time
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    llm = SpeculativeThinkingChatModel(
+        small_model=TINY_SMALL_MODEL, target_model=TINY_TARGET_MODEL, config="non_reasoning", temperature=0
+    )
+    await llm.ainvoke("Hi", max_tokens=2)  # load both models first
+    t0 = time.perf_counter()
+    await llm.ainvoke("Hi", max_tokens=2)
+    short_call = time.perf_counter() - t0
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(llm.ainvoke("Write a long story about a dragon.", max_tokens=400), 1.5)
+    assert not [t for t in threading.enumerate() if t.name == "spec-graph-run" and t.is_alive()]
+    before = cpu()
+    await asyncio.sleep(1.0)
+    assert cpu() - before < 0.3  # the run went on: it would spend ~1 CPU-second per second or more
+    t0 = time.perf_counter()
+    await llm.ainvoke("Hi", max_tokens=2)
+    assert time.perf_counter() - t0 < 3 * short_call + 1.0  # the models were free
+
+
+def test_model_kwargs_reach_from_pretrained() -> None:
+    llm = smol_pair(max_tokens=4, model_kwargs={"attn_implementation": "eager"})
+    assert llm.invoke("Hello").content
+    small, _ = llm._generators()
+    assert small.model.config._attn_implementation == "eager"  # type: ignore[attr-defined]
