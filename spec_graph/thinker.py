@@ -13,6 +13,7 @@ from typing import Any
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
 from spec_graph.errors import RunCancelledError, SpeculativeThinkingError, describe
 from spec_graph.generators.base import Generator
+from spec_graph.generators.grammar import Grammar
 from spec_graph.generators.resolve import resolve_generator
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import EventCallback, SpecContext
@@ -118,6 +119,8 @@ class SpeculativeThinker:
         thread_id: str | None = None,
         cancel: threading.Event | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        grammar: Grammar | None = None,
+        response_format: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> SpecResult:
         """Answer ``prompt`` (a question or a message list).
@@ -132,6 +135,9 @@ class SpeculativeThinker:
                 (:class:`~spec_graph.errors.RunCancelledError`).
             tools: OpenAI-format tool schemas both models see in their prompts (the answer is
                 text; :class:`~spec_graph.chat_model.SpeculativeThinkingChatModel` parses tool calls).
+            grammar: every token either model writes fits it, e.g.
+                ``Grammar.json_schema(schema)`` (:mod:`spec_graph.generators.grammar`; local models).
+            response_format: an OpenAI ``response_format`` a served model is asked for where it can.
             **overrides: configuration fields for this run, e.g. ``max_new_tokens=256``.
 
         Raises:
@@ -150,7 +156,9 @@ class SpeculativeThinker:
             )
             raise ValueError(msg)
         cfg = resolve_config(self.config, **overrides) if overrides else self.config
-        return self._invoke({"messages": messages}, messages, run_config, stop, on_event, cfg, cancel, tools)
+        return self._invoke(
+            {"messages": messages}, messages, run_config, stop, on_event, cfg, cancel, tools, grammar, response_format
+        )
 
     def resume(
         self,
@@ -194,6 +202,8 @@ class SpeculativeThinker:
         cfg: SpeculativeThinkingConfig,
         cancel: threading.Event | None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        grammar: Grammar | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> SpecResult:
         own = self.policy if cfg.policy == self.config.policy else None  # a per-run policy wins
         unsaved: list[str] = []  # text streamed by the step in progress
@@ -206,7 +216,8 @@ class SpeculativeThinker:
 
         ctx = SpecContext.open(  # may raise: bad input, a policy the models cannot serve
             self.small, self.target, messages, cfg, stop=stop, on_event=on_text, cancel=cancel,
-            policy=own or build_policy(cfg.policy), tools=tools,
+            policy=own or build_policy(cfg.policy), tools=tools, grammar=grammar,
+            response_format=response_format,
         )  # fmt: skip
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
         prompt_tokens = ctx.prompt_tokens

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from typing_extensions import TypedDict
 
+from spec_graph.generators.grammar import Grammar
 from spec_graph.generators.tool_prompt import ToolSpecs
 
 Author = Literal["small", "target", "injected"]
@@ -60,6 +61,8 @@ class Capabilities:
     drafting: bool = False
     """Token-level access (:class:`~spec_graph.generators.drafting.TokenLevelSession`): it can
     draft for, be drafted for by, or score the tokens of a model with the same tokenizer."""
+    grammar: bool = False
+    """Requests may carry a :attr:`GenerateRequest.grammar`: every token it writes fits it."""
 
 
 NO_CAPABILITIES = Capabilities()
@@ -154,6 +157,12 @@ class GenerateRequest:
     token_stop: TokenStop | None = None
     """Also stop before a token this condition flags (sessions whose :attr:`Capabilities.token_stop`
     is true)."""
+    grammar: Grammar | None = None
+    """Constrain what is written: the trace so far must fit it (whoever wrote it), and every
+    token this call writes is masked by it (sessions whose :attr:`Capabilities.grammar` is true)."""
+    response_format: dict[str, Any] | None = None
+    """An OpenAI ``response_format`` (``{"type": "json_schema", ...}``) for a served model: sent
+    where the server takes it and the call writes the answer from its start; others ignore it."""
 
     def interrupted(self) -> SegmentFinish | None:
         """``"cancelled"`` or ``"time"`` when the call must stop now, else ``None``."""

@@ -11,6 +11,11 @@ accepted tokens after verifying, the small model's already holds the accepted dr
 catch-up after the stretch is short. The draft length adapts: +2 after a fully accepted
 draft, -1 after a rejection, and a draft ends early after a token the small model gives less
 than ``min_confidence`` (0.4) probability (the heuristics of transformers' assisted generation).
+
+Under a grammar (:attr:`GenerateRequest.grammar`) both models mask by it: the small model drafts
+only tokens the grammar allows, and each row of the target's verifying logits is masked by the
+grammar's state after the drafted tokens before it, so the kept text fits the grammar and keeps
+the target's (masked) distribution.
 """
 
 from __future__ import annotations
@@ -162,7 +167,13 @@ class DraftingSession(DeclaresCapabilities):
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Write the target's stretch by draft-and-verify (see the module docstring)."""
-        if request.token_stop is not None or request.logprobs or request.prefix_ids:
+        constrained = capabilities_of(self.target).grammar and capabilities_of(self.drafter).grammar
+        if (
+            request.token_stop is not None
+            or request.logprobs
+            or request.prefix_ids
+            or (request.grammar is not None and not constrained)
+        ):
             return self.target.generate(trace, request)  # type: ignore[no-any-return]
         import torch  # imported here: the graph itself runs without torch
 
@@ -188,6 +199,12 @@ class DraftingSession(DeclaresCapabilities):
             out = writer.ids
             draft, q_rows = self._draft(draft_context + out, min(self.k, writer.room - 1), req)
             logits, ran = target.next_logits(context + out + draft, len(draft) + 1)
+            if req.grammar is not None:  # row i: what the grammar allows after the first i drafted tokens
+                grammar = target.grammar_state(req, context + out, logits.shape[-1])
+                for i, token in enumerate([*draft, None]):
+                    grammar.mask(logits[i : i + 1])
+                    if token is None or not grammar.accept(token):
+                        break
             if prefill < 0:
                 prefill = ran - len(draft)  # catching up on the trace, not writing
             kept = self._verify(draft, q_rows, logits, req)
@@ -209,6 +226,8 @@ class DraftingSession(DeclaresCapabilities):
         eos = self.drafter.eos_token_ids
         for _ in range(k):
             logits, _ran = self.drafter.next_logits(ids + draft)
+            if req.grammar is not None:  # the drafter's own grammar state, synced to what it drafts
+                self.drafter.grammar_state(req, ids + draft, logits.shape[-1]).mask(logits)
             if req.temperature == 0:
                 token = self.drafter.select(logits, req)
                 confidence = float(logits[-1].softmax(-1)[token])

@@ -16,16 +16,11 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
-from transformers.generation.logits_process import (
-    LogitsProcessorList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from spec_graph.generators import hf_cache, precision
 from spec_graph.generators.base import Capabilities, DeclaresCapabilities, GenerateRequest, Segment, Span
-from spec_graph.generators.hf_decoding import Detokenizer, TokenStats
+from spec_graph.generators.grammar import GrammarState
+from spec_graph.generators.hf_decoding import Detokenizer, TokenStats, Warpers
 from spec_graph.generators.hf_loading import (  # the loading API lives there; re-exported
     _check_local_path,
     default_device,
@@ -45,7 +40,7 @@ PLAIN_CHAT_TEMPLATE = (
 )
 """A minimal template for models that ship none (pass it as ``chat_template=``)."""
 HF_CAPABILITIES = Capabilities(
-    prefix=True, token_stop=True, logprobs=True, entropies=True, token_ids=True, drafting=True
+    prefix=True, token_stop=True, logprobs=True, entropies=True, token_ids=True, drafting=True, grammar=True
 )
 """What a local transformers model can do: everything."""
 
@@ -66,7 +61,8 @@ class HFGenerator(DeclaresCapabilities):
             on a CPU). Only for a model given by name or path.
         chat_template: a Jinja chat template to use instead of the tokenizer's.
         use_cache: ``False`` recomputes every step without a KV cache (slow; for checking).
-        trust_remote_code: passed to transformers; off unless you set it.
+        trust_remote_code: passed to transformers; off unless you set it. ``model_kwargs``: more
+            arguments for ``from_pretrained`` (e.g. ``{"attn_implementation": "sdpa"}``).
         name: display name (default: the model id).
     """
 
@@ -107,7 +103,8 @@ class HFGenerator(DeclaresCapabilities):
         self._tokenizer = tokenizer
         self._device, self._dtype, self._trust = device, dtype, trust_remote_code
         self._model_kwargs = dict(model_kwargs or {})
-        self.chat_template, self.use_cache = chat_template, use_cache
+        self.chat_template = chat_template
+        self.use_cache = use_cache
         self.name = name or (model if isinstance(model, str) else str(getattr(model, "name_or_path", "model")))
 
     # -- loading -----------------------------------------------------------------------------
@@ -233,8 +230,8 @@ class HFSession(DeclaresCapabilities):
         self._cache = hf_cache.new_cache() if gen.use_cache else None
         self._cached: list[int] = []  # ids whose keys/values are in the cache, in order
         self._trace_ids = TraceIds(gen.encode, gen.decode, gen.tokenizer_key)
-        self._rng: torch.Generator | None = None
-        self._warpers: dict[tuple[float, float, int], LogitsProcessorList] = {}
+        self._warpers = Warpers()
+        self._grammar: tuple[object, GrammarState] | None = None  # (the request's grammar, its state)
 
     @property
     def prompt_tokens(self) -> int:
@@ -295,25 +292,11 @@ class HFSession(DeclaresCapabilities):
 
     def probs(self, logits: torch.Tensor, req: GenerateRequest) -> torch.Tensor:
         """The sampling distribution of ``logits`` (shape ``(1, vocab)``) after temperature, top-k and top-p."""
-        key = (req.temperature, req.top_p, req.top_k)
-        if key not in self._warpers:
-            procs = LogitsProcessorList([TemperatureLogitsWarper(req.temperature)])
-            if req.top_k > 0:
-                procs.append(TopKLogitsWarper(req.top_k))
-            if req.top_p < 1.0:
-                procs.append(TopPLogitsWarper(req.top_p))
-            self._warpers[key] = procs
-        return torch.softmax(self._warpers[key](None, logits), dim=-1)  # type: ignore[arg-type]
+        return self._warpers.probs(logits, req.temperature, req.top_p, req.top_k)
 
     def rng(self, req: GenerateRequest, device: torch.device) -> torch.Generator:
         """The session's random generator, seeded from the request on first use."""
-        if self._rng is None:
-            self._rng = torch.Generator(device=device)
-            if req.seed is not None:
-                self._rng.manual_seed(req.seed)
-            else:
-                self._rng.seed()
-        return self._rng
+        return self._warpers.rng(req.seed, device)
 
     def generate(self, trace: Sequence[Span], request: GenerateRequest) -> Segment:
         """Catch up on ``trace``, then write until a trigger, end of turn, a stop string or the limit.
@@ -333,12 +316,15 @@ class HFSession(DeclaresCapabilities):
                 return Segment("", [], "context", elapsed=time.perf_counter() - t0)
             replay = iter(req.prefix_ids)  # already written and cached: replayed, not sampled
             logits, prefill = self._sync(target + req.prefix_ids)
+            grammar = self.grammar_state(req, target, logits.shape[-1])  # synced to the trace, whoever wrote it
             detok = self.detokenizer(target)
             writer = SegmentWriter(req, trace, self._gen.eos_token_ids, detok.push, max_tokens)
             while True:
                 token = next(replay, None)
                 replaying = token is not None
                 if token is None:
+                    if grammar is not None:
+                        grammar.mask(logits)  # what the grammar forbids next gets -inf
                     if stats is not None:
                         top1, entropy = stats.measure(logits)
                         stop = req.token_stop
@@ -350,6 +336,8 @@ class HFSession(DeclaresCapabilities):
                         stats.take(token)
                 elif stats is not None:
                     stats.unknown()
+                if grammar is not None and not grammar.accept(token):  # a replayed token it rejects
+                    break
                 if writer.push(token):
                     break
                 if not replaying:
@@ -361,6 +349,17 @@ class HFSession(DeclaresCapabilities):
         if stats is not None and req.logprobs:
             seg.logprobs, seg.top1_probs, seg.entropies = stats.logprobs, stats.top1, stats.entropy
         return seg
+
+    def grammar_state(self, req: GenerateRequest, context: list[int], vocab_size: int) -> GrammarState | None:
+        """The request's grammar state synced to ``context``'s trace ids (``None`` without a grammar)."""
+        if req.grammar is None:
+            return None
+        if self._grammar is None or self._grammar[0] is not req.grammar:
+            gen = self._gen
+            state = req.grammar.state(gen.tokenizer, gen.tokenizer_key, vocab_size, sorted(gen.eos_token_ids))
+            self._grammar = (req.grammar, state)
+        self._grammar[1].sync(context[len(self._prompt) :])
+        return self._grammar[1]
 
     # -- token-level access (draft-and-verify) -------------------------------------------------
     def context_ids(self, trace: Sequence[Span]) -> list[int]:

@@ -1,12 +1,49 @@
-"""Per-token helpers of the local generator: incremental detokenization and token statistics."""
+"""Per-token helpers of the local generator: incremental detokenization, sampling warpers, token statistics."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
-__all__ = ["Detokenizer", "TokenStats"]
+__all__ = ["Detokenizer", "TokenStats", "Warpers"]
+
+
+class Warpers:
+    """A session's sampling: temperature, top-k and top-p warpers (built once per setting), its random generator."""
+
+    def __init__(self) -> None:
+        """No settings seen yet, no random generator."""
+        self._procs: dict[tuple[float, float, int], LogitsProcessorList] = {}
+        self._rng: torch.Generator | None = None
+
+    def rng(self, seed: int | None, device: torch.device) -> torch.Generator:
+        """The random generator, seeded with ``seed`` (or at random) on first use."""
+        if self._rng is None:
+            self._rng = torch.Generator(device=device)
+            if seed is not None:
+                self._rng.manual_seed(seed)
+            else:
+                self._rng.seed()
+        return self._rng
+
+    def probs(self, logits: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
+        """The sampling distribution of ``logits`` (shape ``(1, vocab)``)."""
+        key = (temperature, top_p, top_k)
+        if key not in self._procs:
+            procs = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+            if top_k > 0:
+                procs.append(TopKLogitsWarper(top_k))
+            if top_p < 1.0:
+                procs.append(TopPLogitsWarper(top_p))
+            self._procs[key] = procs
+        return torch.softmax(self._procs[key](None, logits), dim=-1)  # type: ignore[arg-type]
 
 
 class Detokenizer:

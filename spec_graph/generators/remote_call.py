@@ -123,6 +123,8 @@ class Call:
         body["temperature"] = req.temperature
         if req.temperature > 0 and req.top_p < 1.0:
             body["top_p"] = req.top_p
+        if req.response_format and engine in ("vllm", "sglang") and not (self.trace_text or self.text):
+            body["response_format"] = dict(req.response_format)  # guided decoding from the answer's start
         if req.seed is not None:
             body["seed"] = req.seed + self.plan.index - 1  # a fresh random stream per call, reproducible
         stops = [*(req.triggers if req.stop_at_trigger else ()), *req.stop]

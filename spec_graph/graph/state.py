@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 from spec_graph.config import SpeculativeThinkingConfig
 from spec_graph.generators.base import Generator, GeneratorSession, Span, capabilities_of
 from spec_graph.generators.drafting import TokenLevelSession, maybe_drafting
+from spec_graph.generators.grammar import Grammar, check_grammar
 from spec_graph.generators.scoring import scoring_session
 from spec_graph.policies import Action, TriggerPolicy, build_policy
 from spec_graph.result import Fallback, FinishReason, Intervention
@@ -116,6 +117,11 @@ class SpecContext:
     """Set from another thread to end the run at the next token."""
     policy: TriggerPolicy | None = None
     """Decides when the target writes (default: built from ``config.policy``)."""
+    grammar: Grammar | None = None
+    """Every token either model writes fits it (e.g. a JSON schema's grammar); local models only.
+    Under a grammar the run injects no text (no think or recap prompt)."""
+    response_format: dict[str, Any] | None = None
+    """An OpenAI ``response_format`` a served model is asked for where it can (no guarantee)."""
     scorer: TokenLevelSession | None = field(init=False, default=None)
     """The target's token-level session when it can score the small model's tokens (same
     tokenizer, local), else ``None``; set once per run."""
@@ -142,6 +148,9 @@ class SpecContext:
                 "generator cannot do (use a local model, or a policy with scope='probe')"
             )
             raise ValueError(msg)
+        if self.grammar is not None:
+            check_grammar({"small": self.small, "target": self.target})
+            self.config = self.config.model_copy(update={"think_prompt": None, "recap_prompt": ""})
         self.opening = self.policy.start(self.config)
         # The target writes its stretches by draft-and-verify when the config and the models allow.
         self.target = maybe_drafting(self.target, self.small, self.config.target_drafting)
@@ -170,6 +179,8 @@ class SpecContext:
         cancel: threading.Event | None = None,
         policy: TriggerPolicy | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        grammar: Grammar | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> SpecContext:
         """Start both models' sessions on ``messages`` and build the run's context.
 
@@ -193,6 +204,8 @@ class SpecContext:
                 on_event=on_event,
                 cancel=cancel,
                 policy=policy,
+                grammar=grammar,
+                response_format=response_format,
             )
         except BaseException:
             for session in opened:

@@ -103,6 +103,8 @@ def write(
         prefix_text=prefix["text"] if prefix else "",
         logprobs=logprobs,
         token_stop=token_stop,
+        grammar=ctx.grammar,
+        response_format=ctx.response_format,
     )
     try:
         seg = session.generate(trace, request)
