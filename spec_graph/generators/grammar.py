@@ -102,6 +102,37 @@ class Grammar:
         return cls(grammar, description=f"JSON schema {as_dict.get('title', '')}".strip(), schema=as_dict)
 
     @classmethod
+    def tagged_json(cls, schema: Mapping[str, Any] | str | type, *, begin: str = "", end: str = "") -> Grammar:
+        r"""JSON for ``schema`` between the literal texts ``begin`` and ``end``.
+
+        E.g. a forced tool call in the Qwen/Hermes format: ``begin="<tool_call>\n"``,
+        ``end="\n</tool_call>"`` and a schema of ``{"name": {"const": ...}, "arguments": ...}``.
+
+        Raises:
+            GrammarError: a schema xgrammar cannot compile.
+        """
+        import xgrammar as xgr
+
+        def literal(text: str) -> Any:
+            return xgr.Grammar.from_ebnf(f"root ::= {json.dumps(text, ensure_ascii=False)}")
+
+        inner = cls.json_schema(schema)
+        pieces = [*([literal(begin)] if begin else []), inner.grammar, *([literal(end)] if end else [])]
+        whole = xgr.Grammar.concat(*pieces) if len(pieces) > 1 else inner.grammar
+        return cls(whole, description=f"{inner.description} in {begin!r}...{end!r}", schema=inner.schema)
+
+    @classmethod
+    def any_of(cls, *grammars: Grammar) -> Grammar:
+        """Text that fits one of ``grammars`` (e.g. a call of any of the bound tools)."""
+        import xgrammar as xgr
+
+        if not grammars:
+            msg = "any_of needs at least one grammar"
+            raise GrammarError(msg)
+        union = xgr.Grammar.union(*(g.grammar for g in grammars))
+        return cls(union, description=" | ".join(g.description for g in grammars))
+
+    @classmethod
     def json(cls) -> Grammar:
         """The grammar of any JSON value (JSON mode)."""
         import xgrammar as xgr

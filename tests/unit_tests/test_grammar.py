@@ -192,3 +192,21 @@ def test_a_grammar_run_injects_no_prompts(grammar: Grammar) -> None:
     thinker = SpeculativeThinker(small, target, {"think_prompt": "Hmm.", "recap_prompt": "Wait."})
     with SpecContext.open(small, target, MESSAGES, thinker.config, grammar=grammar) as ctx:
         assert ctx.config.think_prompt is None and ctx.config.recap_prompt == ""
+
+
+def test_a_forced_tool_call_fits_its_tags_and_the_arguments_schema() -> None:
+    def call(name: str) -> dict[str, Any]:
+        args = {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}, "required": ["city"]}
+        props = {"name": {"const": name}, "arguments": args}
+        return {"type": "object", "properties": props, "required": ["name", "arguments"]}
+
+    tagged = [Grammar.tagged_json(call(n), begin="<tool_call>\n", end="\n</tool_call>") for n in ("weather", "time")]
+    session = tiny(13).start(MESSAGES)
+    for grammar in (tagged[0], Grammar.any_of(*tagged)):
+        seg = session.generate([], GenerateRequest(max_tokens=200, triggers=(), grammar=grammar))
+        assert seg.finish_reason == "eos"
+        assert seg.text.startswith("<tool_call>\n") and seg.text.endswith("\n</tool_call>")
+        value = json.loads(seg.text.removeprefix("<tool_call>\n").removesuffix("\n</tool_call>"))
+        assert value["name"] in ("weather", "time") and value["arguments"]["city"] in ("Paris", "Rome")
+    with pytest.raises(GrammarError, match="at least one"):
+        Grammar.any_of()
