@@ -7,7 +7,7 @@ argument or an empty stop string fails at once with a message naming the valid c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.language_models import LangSmithParams
@@ -16,6 +16,7 @@ from langchain_core.messages import BaseMessage
 from spec_graph._messages import convert_messages
 from spec_graph._streaming import THINK_START
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
+from spec_graph.tools import TOOL_KWARGS, ToolRequest
 
 __all__ = [
     "PROVIDER",
@@ -32,7 +33,7 @@ PROVIDER = "spec_graph"
 """The provider name reported to LangChain and LangSmith."""
 
 _CALL_ALIASES = {"max_tokens": "max_new_tokens"}
-_IGNORED_CALL_KWARGS = {"stream", "model", "ls_structured_output_format", "structured_output_format"}
+_IGNORED_CALL_KWARGS = {"stream", "model", "ls_structured_output_format", "structured_output_format", *TOOL_KWARGS}
 
 
 @dataclass
@@ -49,6 +50,18 @@ class CallPlan:
     """The model's config with ``overrides`` applied."""
     in_reasoning: bool
     """Whether the rendered prompt already opens ``<think>``."""
+    tools: ToolRequest | None = None
+    """The call's bound tools (``None`` without tools); ``messages`` already hold its instruction."""
+
+    @property
+    def run_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the thinker's run: the overrides, and the tools the models see."""
+        shown = self.tools.prompt_tools() if self.tools is not None else []
+        return {**self.overrides, **({"tools": shown} if shown else {})}
+
+    def with_tools(self, tools: ToolRequest | None) -> CallPlan:
+        """This plan with the call's tools (and the instruction a forcing ``tool_choice`` adds)."""
+        return self if tools is None else replace(self, messages=tools.instruct(self.messages), tools=tools)
 
 
 def plan_call(

@@ -105,9 +105,9 @@ def chat_profile(small: Any, target: Any, *, reasoning: bool | None) -> ModelPro
         image_outputs=False,
         # True: <think> reasoning comes out separately (additional_kwargs["reasoning_content"]).
         reasoning_output=reasoning is True,
-        # Engineer T1 is adding bind_tools (issue 17): set these once it lands.
-        tool_calling=False,
-        tool_choice=False,
+        # bind_tools: the Qwen/Hermes <tool_call> format parsed into tool_calls (spec_graph.tools).
+        tool_calling=True,
+        tool_choice=True,
         # with_structured_output prompts for JSON and parses it; native (constrained) structured
         # output is engineer T2's work (issue 17): set True once it lands.
         structured_output=False,

@@ -20,6 +20,7 @@ from spec_graph._call_plan import CallPlan
 from spec_graph._chat_events import current_sink
 from spec_graph._streaming import Assembler
 from spec_graph.thinker import SpecResult, SpeculativeThinker
+from spec_graph.tools import ToolCallStream
 
 __all__ = ["FinalChunk", "RunChunks", "astream_chunks", "stream_chunks"]
 
@@ -35,6 +36,7 @@ class RunChunks:
         self.sink = current_sink()
         self.assembler = Assembler(plan.stop, reasoning=reasoning, in_reasoning=plan.in_reasoning)
         self.final = final
+        self.tools = ToolCallStream(plan.tools) if plan.tools is not None else None
 
     def __call__(self, event: dict[str, Any]) -> list[ChatGenerationChunk]:
         """The chunks one event makes (none for an intervention)."""
@@ -42,11 +44,16 @@ class RunChunks:
         if self.sink is not None and kind in self.sink.types:
             self.sink.callback(event)
         if kind == "text":
-            return self.assembler.feed(str(event["author"]), str(event["text"]))
+            return self._tool_calls(self.assembler.feed(str(event["author"]), str(event["text"])))
         if kind == "result":
             result: SpecResult = event["result"]
-            return [*self.assembler.finish(result), self.final(result, self.assembler)]
+            rest = self._tool_calls(self.assembler.finish(result))
+            return [*rest, *(self.tools.finish() if self.tools else []), self.final(result, self.assembler)]
         return []
+
+    def _tool_calls(self, chunks: list[ChatGenerationChunk]) -> list[ChatGenerationChunk]:
+        """With tools bound, the text of tool calls as ``tool_call_chunks`` (see :mod:`spec_graph.tools.stream`)."""
+        return [c for chunk in chunks for c in self.tools.feed(chunk)] if self.tools else chunks
 
 
 def stream_chunks(
@@ -56,7 +63,7 @@ def stream_chunks(
     run_manager: CallbackManagerForLLMRun | None,
 ) -> Iterator[ChatGenerationChunk]:
     """The call's chunks as the run writes them (the run happens in a worker thread)."""
-    events = thinker.stream(plan.messages, stop=plan.stop, **plan.overrides)
+    events = thinker.stream(plan.messages, stop=plan.stop, **plan.run_kwargs)
     try:
         for event in events:
             for chunk in to_chunks(event):
@@ -76,7 +83,7 @@ async def astream_chunks(
     run_manager: AsyncCallbackManagerForLLMRun | None,
 ) -> AsyncGenerator[ChatGenerationChunk, None]:
     """:func:`stream_chunks` for asyncio: events are awaited; a cancelled task cancels the run."""
-    events = thinker.astream(plan.messages, stop=plan.stop, **plan.overrides)
+    events = thinker.astream(plan.messages, stop=plan.stop, **plan.run_kwargs)
     try:
         async for event in events:
             for chunk in to_chunks(event):

@@ -1,8 +1,11 @@
 """LangChain messages to the ``{"role", "content"}`` dicts the generators' chat templates take.
 
-The models behind :class:`~spec_graph.chat_model.SpeculativeThinkingChatModel` are text-only and
-the model declares no tool calling, so only system, human and AI messages with text content are
-accepted; anything else raises an error that says what to do instead.
+The models behind :class:`~spec_graph.chat_model.SpeculativeThinkingChatModel` are text-only:
+system, human, AI and tool messages with text content are accepted; anything else raises an error
+that says what to do instead. Tool calls and results take the form the Qwen2.5 templates (and
+OpenAI-compatible servers) expect: an assistant message holds ``tool_calls`` (``[{"id", "type":
+"function", "function": {"name", "arguments": dict}}]``), a ``tool`` message holds the result
+in ``content`` with its ``tool_call_id`` and ``name``.
 """
 
 from __future__ import annotations
@@ -10,18 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
-
-__all__ = ["TOOLS_MESSAGE", "convert_messages", "message_text"]
-
-TOOLS_MESSAGE = (
-    "SpeculativeThinkingChatModel does not support tool calling: the algorithm hands the pen between "
-    "a small and a large model on keywords of free-form reasoning text ('wait', 'verify', ...), which "
-    "would split and corrupt tool-call JSON, and the small local models behind it do not call tools "
-    "reliably. Use it as a reasoning step instead (a LangGraph node whose answer a tool-calling model "
-    "acts on, see spec_graph.langgraph_node), or with_structured_output() for JSON answers."
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
 )
-"""Why :meth:`~spec_graph.chat_model.SpeculativeThinkingChatModel.bind_tools` raises, and what to do instead."""
+
+__all__ = ["convert_messages", "message_text"]
 
 _ROLES = {
     "system": "system",
@@ -30,9 +32,11 @@ _ROLES = {
     "human": "user",
     "assistant": "assistant",
     "ai": "assistant",
+    "tool": "tool",
 }
-_SKIPPED_BLOCKS = {"reasoning", "thinking", "redacted_thinking"}
-"""Blocks of an earlier answer's thinking: not fed back to the models (as chat templates do)."""
+_SKIPPED_BLOCKS = {"reasoning", "thinking", "redacted_thinking", "tool_use", "tool_call", "tool_call_chunk"}
+"""Blocks of an earlier answer's thinking (not fed back to the models, as chat templates do) and
+tool-call blocks (the message's ``tool_calls`` carry them)."""
 _MEDIA_BLOCKS = {"image", "image_url", "input_image", "audio", "input_audio", "video", "file", "document", "pdf"}
 
 
@@ -73,41 +77,47 @@ def _role(message: BaseMessage, index: int) -> str:
     if isinstance(message, HumanMessage):
         return "user"
     if isinstance(message, AIMessage):
-        if message.tool_calls or message.invalid_tool_calls:
-            msg = (
-                f"message {index} is an AI message with tool calls; SpeculativeThinkingChatModel does not "
-                "support tool calling (see docs/chat_model.md): use it as a reasoning step without tools"
-            )
-            raise ValueError(msg)
         return "assistant"
+    if isinstance(message, (ToolMessage, FunctionMessage)):
+        return "tool"
     if isinstance(message, ChatMessage):
         role = _ROLES.get(message.role.lower())
         if role is None:
             msg = f"message {index} has role {message.role!r}; expected one of {sorted(_ROLES)}"
             raise ValueError(msg)
         return role
-    if message.type in {"tool", "function"}:
-        msg = (
-            f"message {index} is a {message.type} message; SpeculativeThinkingChatModel does not support "
-            "tool calling (see docs/chat_model.md): pass the tool's result as text in a human message"
-        )
-        raise ValueError(msg)
     msg = f"message {index} has unsupported type {type(message).__name__} ({message.type!r})"
     raise ValueError(msg)
 
 
+def _tool_fields(message: BaseMessage) -> dict[str, Any]:
+    """The tool-call fields of a message: an AI message's ``tool_calls``, a tool result's id and name."""
+    if isinstance(message, AIMessage) and message.tool_calls:
+        calls = [
+            {"id": c.get("id"), "type": "function", "function": {"name": c["name"], "arguments": dict(c["args"])}}
+            for c in message.tool_calls
+        ]
+        return {"tool_calls": calls}
+    if isinstance(message, ToolMessage):
+        return {"tool_call_id": message.tool_call_id, **({"name": message.name} if message.name else {})}
+    if isinstance(message, FunctionMessage):
+        return {"name": message.name}
+    return {}
+
+
 def convert_messages(messages: Sequence[BaseMessage], *, merge_consecutive: bool = True) -> list[dict[str, Any]]:
-    """LangChain messages as ``{"role": "system"|"user"|"assistant", "content": str}`` dicts.
+    """LangChain messages as ``{"role": "system"|"user"|"assistant"|"tool", "content": str}`` dicts.
 
     Args:
-        messages: system, human and AI messages (``ChatMessage`` with one of those roles too);
-            ``name`` fields are ignored.
+        messages: system, human, AI and tool messages (``ChatMessage`` with one of those roles
+            too); an AI message's ``tool_calls`` are kept (its ``invalid_tool_calls`` are not:
+            they never ran), ``name`` fields of other messages are ignored.
         merge_consecutive: join consecutive messages of the same role with a blank line, since
-            some chat templates insist on alternating roles.
+            some chat templates insist on alternating roles (tool results and messages with
+            tool calls are never merged).
 
     Raises:
-        ValueError: for tool messages, AI messages with tool calls, non-text content, unknown
-            roles, or an empty list.
+        ValueError: for non-text content, unknown roles, or an empty list.
     """
     if not messages:
         msg = "the message list is empty: give at least one human message"
@@ -117,9 +127,10 @@ def convert_messages(messages: Sequence[BaseMessage], *, merge_consecutive: bool
         if not isinstance(message, BaseMessage):
             msg = f"message {i} is a {type(message).__name__}, not a LangChain message"
             raise TypeError(msg)
-        role, text = _role(message, i), message_text(message, i)
-        if merge_consecutive and out and out[-1]["role"] == role:
-            out[-1]["content"] = f"{out[-1]['content']}\n\n{text}" if out[-1]["content"] else text
+        role, text, fields = _role(message, i), message_text(message, i), _tool_fields(message)
+        last = out[-1] if out else None
+        if merge_consecutive and last and last["role"] == role != "tool" and not fields and "tool_calls" not in last:
+            last["content"] = f"{last['content']}\n\n{text}" if last["content"] else text
         else:
-            out.append({"role": role, "content": text})
+            out.append({"role": role, "content": text, **fields})
     return out

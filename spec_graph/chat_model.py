@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import aclosing, closing
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput, ModelProfile
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -27,7 +27,7 @@ from spec_graph._chat_events import speculation_events
 from spec_graph._chat_output import STATS_KEY, final_chunk
 from spec_graph._chat_profile import chat_profile, check_model_kwargs, check_model_spec
 from spec_graph._chat_run import RunChunks, astream_chunks, stream_chunks
-from spec_graph._messages import TOOLS_MESSAGE, convert_messages
+from spec_graph._messages import convert_messages
 from spec_graph._streaming import Assembler
 from spec_graph._structured_output import Method, structured_output
 from spec_graph.config import SpeculativeThinkingConfig
@@ -39,6 +39,7 @@ from spec_graph.policies import TriggerPolicy
 from spec_graph.result import SpecResult
 from spec_graph.sampling import Temperature, TopK, TopP
 from spec_graph.thinker import SpeculativeThinker
+from spec_graph.tools import bind_tools, finish_tools, prompt_tokens, tool_request
 
 __all__ = ["STATS_KEY", "SpeculativeThinkingChatModel", "speculation_events"]
 
@@ -97,7 +98,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
             for chunk in llm.stream("What is 12 * 7?"):
                 print(chunk.content, chunk.response_metadata.get("authors"))
 
-    Tool calling: not supported yet (:meth:`bind_tools` raises ``NotImplementedError``).
+    Tool calling: ``llm.bind_tools([add], tool_choice="auto").invoke("2 + 3?").tool_calls`` (docs/chat_model.md, Tools).
 
     Structured output:
         .. code-block:: python
@@ -287,7 +288,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     def _plan(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]) -> CallPlan:
         """Check a call's arguments and prepare it (the generators are built, no weights loaded)."""
         small = self._generators()[0] if self.reasoning is not None else None
-        return plan_call(self._base_config, messages, self._stops(stop), kwargs, small)
+        plan = plan_call(self._base_config, messages, self._stops(stop), kwargs, small)
+        return plan.with_tools(tool_request(kwargs, self.target_name, messages))
 
     # -- generation -----------------------------------------------------------------------------
     def _generate(
@@ -297,7 +299,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        result = generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        return finish_tools(result, tool_request(kwargs, self.target_name, messages))
 
     def _stream(
         self,
@@ -317,7 +320,8 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        result = await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        return finish_tools(result, tool_request(kwargs, self.target_name, messages))
 
     async def _astream(
         self,
@@ -363,15 +367,12 @@ class SpeculativeThinkingChatModel(BaseChatModel):
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Prompt tokens of ``messages`` for the target model, chat template included (``input_tokens``)."""
-        if tools:
-            raise NotImplementedError(TOOLS_MESSAGE)
-        with closing(self._generators()[1].start(convert_messages(messages))) as session:
-            return int(session.prompt_tokens)
+        return prompt_tokens(self._generators()[1], convert_messages(messages), tools)
 
     # -- tools and structured output ------------------------------------------------------------
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> NoReturn:
-        """Not supported: raises ``NotImplementedError`` explaining why and what to do instead."""
-        raise NotImplementedError(TOOLS_MESSAGE)
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (functions, pydantic classes, ``BaseTool``s, dicts): see :func:`spec_graph.tools.bind_tools`."""
+        return bind_tools(self, tools, model_name=self.target_name, kwargs=kwargs)
 
     def with_structured_output(
         self,
@@ -384,16 +385,16 @@ class SpeculativeThinkingChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, Any]:
         """A runnable whose answer is parsed as JSON into ``schema``.
 
-        No constrained decoding, no tool calling: every ``method`` asks for JSON (with the schema)
-        in a system instruction and parses the answer (code fences allowed).
+        Every ``method`` asks for JSON (with the schema) in a system instruction and parses the answer;
+        with local models ``"json_schema"``/``"json_mode"`` also write under its grammar (docs/structured-output.md).
 
         Args:
             schema: a pydantic class (the result is an instance of it, validated), a TypedDict or
                 a JSON schema dict (the result is a dict); ``None`` only with ``"json_mode"``.
-            method: accepted for compatibility; all methods prompt for JSON.
+            method: ``"json_schema"``, ``"json_mode"`` (a grammar or ``response_format``), ``"function_calling"``.
             include_raw: return ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
                 instead of raising on a parse error.
-            strict: accepted for compatibility; pydantic schemas are always validated.
+            strict: ``False`` lets the grammar allow properties the schema does not list.
             **kwargs: not supported.
         """
         return structured_output(self, schema, method=method, include_raw=include_raw, strict=strict, kwargs=kwargs)

@@ -19,7 +19,6 @@ from langchain_core.messages import (
     ChatMessage,
     HumanMessage,
     SystemMessage,
-    ToolMessage,
 )
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
@@ -401,8 +400,8 @@ def test_speculation_events_context() -> None:
 
 
 # -- tools and structured output -------------------------------------------------------------------
-def test_bind_tools_is_a_clear_error() -> None:
-    with pytest.raises(NotImplementedError, match="does not support tool calling"):
+def test_bind_tools_without_tools_is_a_clear_error() -> None:  # tool calling: tests/unit_tests/test_tools.py
+    with pytest.raises(ValueError, match="needs at least one tool"):
         scripted(PLAIN_SMALL).bind_tools([])
 
 
@@ -469,8 +468,6 @@ def test_convert_messages() -> None:
     [
         (HumanMessage([{"type": "image_url", "image_url": {"url": "x"}}]), "text-only"),
         (HumanMessage([{"type": "weird"}]), "unsupported content block"),
-        (ToolMessage("r", tool_call_id="1"), "tool calling"),
-        (AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}]), "tool calling"),
         (ChatMessage(role="critic", content="x"), "role 'critic'"),
     ],
 )
@@ -486,7 +483,7 @@ def test_token_counting_with_scripted_target() -> None:
     assert model.get_num_tokens("a b c") == 3
     with pytest.raises(NotImplementedError):
         model.get_token_ids("a b c")
-    with pytest.raises(NotImplementedError, match="tool calling"):
+    with pytest.raises(ValueError, match="no description"):
         model.get_num_tokens_from_messages([HumanMessage("x")], tools=[{"name": "f"}])
 
 

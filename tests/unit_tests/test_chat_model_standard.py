@@ -24,11 +24,11 @@ class TestSpeculativeThinkingChatModelStandard(ChatModelUnitTests):
 
     @property
     def has_tool_calling(self) -> bool:
-        return False  # bind_tools raises a clear NotImplementedError (see docs/chat_model.md)
+        return True  # bind_tools: the Qwen/Hermes <tool_call> format, parsed into tool_calls
 
     @property
     def has_tool_choice(self) -> bool:
-        return False
+        return True  # "auto", "any"/"required", a tool's name, "none" (a forced call is instructed)
 
     @property
     def has_structured_output(self) -> bool:
