@@ -7,7 +7,7 @@ argument or an empty stop string fails at once with a message naming the valid c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.language_models import LangSmithParams
@@ -34,6 +34,8 @@ PROVIDER = "spec_graph"
 
 _CALL_ALIASES = {"max_tokens": "max_new_tokens"}
 _IGNORED_CALL_KWARGS = {"stream", "model", "ls_structured_output_format", "structured_output_format", *TOOL_KWARGS}
+_CONSTRAINT_KWARGS = ("grammar", "response_format")
+"""Passed to the run as they are (set by ``with_structured_output``, see :mod:`spec_graph._structured_output`)."""
 
 
 @dataclass
@@ -52,12 +54,14 @@ class CallPlan:
     """Whether the rendered prompt already opens ``<think>``."""
     tools: ToolRequest | None = None
     """The call's bound tools (``None`` without tools); ``messages`` already hold its instruction."""
+    constraint: dict[str, Any] = field(default_factory=dict)
+    """The run's ``grammar`` / ``response_format``, where the call sets them."""
 
     @property
     def run_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the thinker's run: the overrides, and the tools the models see."""
         shown = self.tools.prompt_tools() if self.tools is not None else []
-        return {**self.overrides, **({"tools": shown} if shown else {})}
+        return {**self.overrides, **self.constraint, **({"tools": shown} if shown else {})}
 
     def with_tools(self, tools: ToolRequest | None) -> CallPlan:
         """This plan with the call's tools (and the instruction a forcing ``tool_choice`` adds)."""
@@ -87,7 +91,8 @@ def plan_call(
     dicts = convert_messages(messages)
     render = getattr(small, "render_prompt", None)
     in_reasoning = render is not None and str(render(dicts)).rstrip().endswith(THINK_START)
-    return CallPlan(dicts, stops, overrides, cfg, in_reasoning)
+    constraint = {k: kwargs[k] for k in _CONSTRAINT_KWARGS if kwargs.get(k) is not None}
+    return CallPlan(dicts, stops, overrides, cfg, in_reasoning, constraint=constraint)
 
 
 def base_config(config: Any, **fields: Any) -> SpeculativeThinkingConfig:
@@ -111,7 +116,7 @@ def call_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     fields = SpeculativeThinkingConfig.model_fields
     for key, value in kwargs.items():
-        if key in _IGNORED_CALL_KWARGS or key.startswith("ls_") or value is None:
+        if key in _IGNORED_CALL_KWARGS or key in _CONSTRAINT_KWARGS or key.startswith("ls_") or value is None:
             continue
         name = _CALL_ALIASES.get(key, key)
         if name not in fields:

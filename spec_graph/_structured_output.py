@@ -1,12 +1,18 @@
-"""``with_structured_output`` for the chat model: prompt for JSON, then parse it.
+"""``with_structured_output`` for the chat model: JSON under a grammar (local models), or prompted and parsed.
 
-There is no constrained decoding and no tool calling: the schema goes into a system
-instruction and the answer is parsed (code fences allowed).
+The schema always goes into a system instruction and the answer is parsed. With
+``method="json_schema"`` (or ``"json_mode"``) and local models on both sides, the run also
+writes under the schema's grammar (:mod:`spec_graph.generators.grammar`): every token either
+model writes is masked by it, so the answer is valid JSON for the schema. The grammar is
+compiled here, so a schema xgrammar cannot compile fails at once (:class:`GrammarError`), before
+any generation. With a served model the answer is prompted for, and the server is asked for
+``response_format`` where it takes it (vLLM, SGLang).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Any, Literal, cast
@@ -18,7 +24,10 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, Runn
 from langchain_core.utils.function_calling import convert_to_json_schema
 from pydantic import BaseModel
 
-__all__ = ["Method", "json_instruction", "structured_output"]
+from spec_graph.generators.base import capabilities_of
+from spec_graph.generators.grammar import Grammar
+
+__all__ = ["Method", "json_instruction", "run_constraint", "structured_output"]
 
 Method = Literal["json_schema", "json_mode", "function_calling"]
 
@@ -51,8 +60,10 @@ def structured_output(
         parser = JsonOutputParser()
         json_schema = None if schema is None else convert_to_json_schema(cast("Any", schema))
     add_instruction = _instruction_step(llm, json_instruction(json_schema))
+    constraint = run_constraint(llm, json_schema, strict) if method != "function_calling" else {}
     bound = add_instruction | llm.bind(
-        ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": json_schema}
+        ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": json_schema},
+        **constraint,
     )
     if not include_raw:
         return bound | parser
@@ -60,6 +71,25 @@ def structured_output(
     parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
     with_fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
     return RunnableMap(raw=bound) | with_fallback
+
+
+def run_constraint(llm: Any, json_schema: dict[str, Any] | None, strict: bool | None) -> dict[str, Any]:
+    """The run's ``grammar`` (both models local) or ``response_format`` (a served model) for a JSON answer.
+
+    Raises:
+        GrammarError: with local models, a schema the grammar library cannot compile.
+    """
+    generators = getattr(llm, "_generators", None)
+    models = generators() if callable(generators) else ()
+    if models and all(capabilities_of(m).grammar for m in models):
+        return {
+            "grammar": Grammar.json_schema(json_schema, strict=strict is not False) if json_schema else Grammar.json()
+        }
+    if json_schema is None:
+        return {"response_format": {"type": "json_object"}}
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(json_schema.get("title") or "answer"))[:64]
+    spec = {"name": name, "schema": json_schema, "strict": strict is not False}
+    return {"response_format": {"type": "json_schema", "json_schema": spec}}
 
 
 def json_instruction(json_schema: dict[str, Any] | None) -> str:
