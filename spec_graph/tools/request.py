@@ -135,6 +135,12 @@ class ToolRequest:
         """The names a call may use: the forced tool's, else all bound ones."""
         return [self.choice] if self.forced and self.choice != "required" else self.names
 
+    def clean(self, call: ToolCall) -> ToolCall:
+        """``call`` with the arguments dropped when its tool takes none (small models echo the schema)."""
+        spec = next((t for t in self.tools if t["function"]["name"] == call["name"]), None)
+        params = (spec or {}).get("function", {}).get("parameters") or {}
+        return {**call, "args": {}} if spec is not None and not params.get("properties") else call
+
     def repeats(self, call: ToolCall) -> str | None:
         """Why ``call`` cannot run because it repeats an answered one (``None`` when it is new)."""
         if call_key(call["name"], call["args"]) not in self.answered:
@@ -148,6 +154,7 @@ class ToolRequest:
         if self.choice == "none":
             return ParsedAnswer(text)
         answer = self.parser.parse(text, self.callable_names, parallel=self.parallel)
+        answer.tool_calls = [self.clean(c) for c in answer.tool_calls]
         for call in [c for c in answer.tool_calls if self.repeats(c)]:
             answer.tool_calls.remove(call)
             args = json.dumps(call["args"], ensure_ascii=False)

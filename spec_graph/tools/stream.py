@@ -128,6 +128,7 @@ class ToolCallStream:
 
     def _call_chunk(self, call: ToolCall, authors: list[str]) -> ChatGenerationChunk:
         """One valid call as a chunk holding one complete ``tool_call_chunk``."""
+        call = self.request.clean(call)
         args = json.dumps(call["args"], ensure_ascii=False)
         tcc = tool_call_chunk(name=call["name"], args=args, id=call["id"], index=self.calls)
         self.calls += 1

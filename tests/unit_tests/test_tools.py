@@ -289,3 +289,15 @@ def test_a_call_repeating_an_answered_one_is_invalid() -> None:
     assert "already in the conversation" in str(msg.invalid_tool_calls[0]["error"])
     fresh, _ = model_for(CALL.replace('"a": 2', '"a": 7'))
     assert fresh.bind_tools([add]).invoke(history).tool_calls[0]["args"] == {"a": 7, "b": 3}
+
+
+def test_arguments_to_a_tool_that_takes_none_are_dropped() -> None:
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    echo = '<tool_call>{"name": "ping", "arguments": {"type": "object", "properties": {}}}</tool_call>'
+    llm, _ = model_for(echo)
+    assert llm.bind_tools([ping]).invoke("q").tool_calls[0]["args"] == {}
+    streamed = [c for c in llm.bind_tools([ping]).stream("q") if isinstance(c, AIMessageChunk) and c.tool_call_chunks]
+    assert streamed[0].tool_call_chunks[0]["args"] == "{}"
