@@ -16,6 +16,7 @@ from typing import Any
 
 from langchain_core.language_models import ModelProfile
 
+from spec_graph.generators.base import capabilities_of
 from spec_graph.generators.resolve import ACCEPTED, is_generator
 
 __all__ = ["chat_profile", "check_model_kwargs", "check_model_spec", "context_window"]
@@ -89,6 +90,15 @@ def context_window(spec: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def _constrains_json(spec: Any) -> bool:
+    """Whether structured output constrains this model: local (a grammar) or served (``response_format``)."""
+    if not is_generator(spec):
+        return True  # a name, folder, hub id or server URL, or a loaded transformers model
+    from spec_graph.generators.remote import RemoteGenerator
+
+    return capabilities_of(spec).grammar or isinstance(spec, RemoteGenerator)
+
+
 def chat_profile(small: Any, target: Any, *, reasoning: bool | None) -> ModelProfile:
     """The chat model's profile: what it does whatever the pair, and the pair's input limit.
 
@@ -105,12 +115,15 @@ def chat_profile(small: Any, target: Any, *, reasoning: bool | None) -> ModelPro
         image_outputs=False,
         # True: <think> reasoning comes out separately (additional_kwargs["reasoning_content"]).
         reasoning_output=reasoning is True,
-        # bind_tools: the Qwen/Hermes <tool_call> format parsed into tool_calls (spec_graph.tools).
+        # bind_tools: the Qwen/Hermes <tool_call> format parsed into tool_calls, streamed as
+        # tool_call_chunks (spec_graph.tools).
         tool_calling=True,
         tool_choice=True,
-        # with_structured_output prompts for JSON and parses it; native (constrained) structured
-        # output is engineer T2's work (issue 17): set True once it lands.
-        structured_output=False,
+        tool_call_streaming=True,
+        # with_structured_output(method="json_schema") writes under the schema's grammar (local
+        # models) or asks the server for it (response_format); a model that can do neither (a
+        # scripted one) is only prompted for JSON.
+        structured_output=_constrains_json(small) and _constrains_json(target),
         temperature=True,
     )
     windows = [context_window(small), context_window(target)]

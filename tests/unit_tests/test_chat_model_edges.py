@@ -112,6 +112,9 @@ def test_profile_tool_calling_and_structured_output_match_the_model() -> None:
     except NotImplementedError:
         binds = False
     assert profile["tool_calling"] is binds
+    assert profile["structured_output"] is False  # scripted models: prompted for JSON, not constrained
+    named = SpeculativeThinkingChatModel(small_model="smollm2-135m-instruct", target_model="http://localhost:1/v1")
+    assert named.profile["structured_output"] is True  # type: ignore[index]  # a grammar / response_format
 
 
 # -- LangGraph -----------------------------------------------------------------------------------------
