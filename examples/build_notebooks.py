@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("quickstart", "agent_workflow", "evaluation")
+NOTEBOOKS = ("quickstart", "agent_workflow", "agent_tools", "evaluation")
 _MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?.*$")
 
 

@@ -16,6 +16,7 @@ from langchain_core.messages import BaseMessage
 from spec_graph._messages import convert_messages
 from spec_graph._streaming import THINK_START
 from spec_graph.config import SpeculativeThinkingConfig, resolve_config
+from spec_graph.generators.base import capabilities_of
 from spec_graph.tools import TOOL_KWARGS, ToolRequest
 
 __all__ = [
@@ -63,9 +64,19 @@ class CallPlan:
         shown = self.tools.prompt_tools() if self.tools is not None else []
         return {**self.overrides, **self.constraint, **({"tools": shown} if shown else {})}
 
-    def with_tools(self, tools: ToolRequest | None) -> CallPlan:
-        """This plan with the call's tools (and the instruction a forcing ``tool_choice`` adds)."""
-        return self if tools is None else replace(self, messages=tools.instruct(self.messages), tools=tools)
+    def with_tools(self, tools: ToolRequest | None, models: Sequence[object] = ()) -> CallPlan:
+        """This plan with the call's tools and the instruction a forcing ``tool_choice`` adds.
+
+        When every one of ``models`` can write under a grammar (local models), a forcing choice
+        is also the run's grammar (one call of a callable tool, in the parser's tags).
+        """
+        if tools is None:
+            return self
+        grammar = tools.forced_grammar() if models and all(capabilities_of(m).grammar for m in models) else None
+        constraint = {**self.constraint, "grammar": grammar} if grammar and "grammar" not in self.constraint else {}
+        return replace(
+            self, messages=tools.instruct(self.messages), tools=tools, constraint=constraint or self.constraint
+        )
 
 
 def plan_call(

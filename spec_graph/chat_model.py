@@ -289,7 +289,7 @@ class SpeculativeThinkingChatModel(BaseChatModel):
         """Check a call's arguments and prepare it (the generators are built, no weights loaded)."""
         small = self._generators()[0] if self.reasoning is not None else None
         plan = plan_call(self._base_config, messages, self._stops(stop), kwargs, small)
-        return plan.with_tools(tool_request(kwargs, self.target_name, messages))
+        return plan.with_tools(tool_request(kwargs, self.target_name, messages), self._generators())
 
     # -- generation -----------------------------------------------------------------------------
     def _generate(

@@ -25,6 +25,7 @@ from langchain_core.messages.tool import invalid_tool_call
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from spec_graph.generators.base import Generator
+from spec_graph.generators.grammar import Grammar, GrammarError
 from spec_graph.tools.parsers import ParsedAnswer, ToolCallParser, parser_for
 
 __all__ = ["TOOL_KWARGS", "ToolRequest", "normalize_tools", "prompt_tokens", "tool_request"]
@@ -140,6 +141,32 @@ class ToolRequest:
         spec = next((t for t in self.tools if t["function"]["name"] == call["name"]), None)
         params = (spec or {}).get("function", {}).get("parameters") or {}
         return {**call, "args": {}} if spec is not None and not params.get("properties") else call
+
+    def forced_grammar(self) -> Grammar | None:
+        """For a forcing ``tool_choice``: the grammar of one call to a callable tool, in the parser's tags.
+
+        ``None`` when nothing is forced, or when the tools' schemas cannot be compiled (then the
+        instruction alone asks for the call).
+        """
+        if not self.forced:
+            return None
+        calls = []
+        for spec in self.tools:
+            fn = spec["function"]
+            if fn["name"] not in self.callable_names:
+                continue
+            params = fn.get("parameters") or {"type": "object"}
+            schema = {
+                "type": "object",
+                "properties": {"name": {"const": fn["name"]}, "arguments": params},
+                "required": ["name", "arguments"],
+            }
+            begin, end = f"{self.parser.open_tag}\n", f"\n{self.parser.close_tag}"
+            try:
+                calls.append(Grammar.tagged_json(schema, begin=begin, end=end))
+            except GrammarError:
+                return None
+        return Grammar.any_of(*calls) if len(calls) > 1 else (calls[0] if calls else None)
 
     def repeats(self, call: ToolCall) -> str | None:
         """Why ``call`` cannot run because it repeats an answered one (``None`` when it is new)."""

@@ -301,3 +301,14 @@ def test_arguments_to_a_tool_that_takes_none_are_dropped() -> None:
     assert llm.bind_tools([ping]).invoke("q").tool_calls[0]["args"] == {}
     streamed = [c for c in llm.bind_tools([ping]).stream("q") if isinstance(c, AIMessageChunk) and c.tool_call_chunks]
     assert streamed[0].tool_call_chunks[0]["args"] == "{}"
+
+
+def test_a_forced_choice_is_a_grammar_for_local_models() -> None:
+    from spec_graph.generators.grammar import Grammar
+
+    assert tool_request({"tools": [add]}, "qwen").forced_grammar() is None  # type: ignore[union-attr]
+    named = tool_request({"tools": [add, shout], "tool_choice": "shout"}, "qwen").forced_grammar()  # type: ignore[union-attr]
+    assert isinstance(named, Grammar) and "<tool_call>" in named.description
+    assert isinstance(tool_request({"tools": [add, shout], "tool_choice": "any"}, "qwen").forced_grammar(), Grammar)  # type: ignore[union-attr]
+    llm, _ = model_for(CALL)  # scripted models write under no grammar: the instruction alone
+    assert "grammar" not in llm._plan([HumanMessage("q")], None, {"tools": [add], "tool_choice": "any"}).constraint
