@@ -301,19 +301,37 @@ class SpeculativeThinker:
         ends only once the worker has stopped, so the models are free for the next call.
         """
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        ended = asyncio.Event()
+        items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        arrived, ended = asyncio.Event(), asyncio.Event()
+        waking = threading.Lock()
+        wake_pending = [False]
 
-        def put(kind: str, item: Any) -> None:
+        def wake() -> None:  # on the loop
+            with waking:
+                wake_pending[0] = False
+            arrived.set()
+
+        def put(kind: str, item: Any) -> None:  # in the worker
+            items.put((kind, item))
+            with waking:  # one wake-up at a time: a wake-up per token would starve the loop
+                if wake_pending[0] and kind == "event":
+                    return
+                wake_pending[0] = True
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-                loop.call_soon_threadsafe(events.put_nowait, (kind, item))
+                loop.call_soon_threadsafe(wake)
                 if kind != "event":
                     loop.call_soon_threadsafe(ended.set)
 
         worker, cancel = self._start_worker(prompt, put, kwargs)
         try:
             while True:
-                kind, item = await events.get()
+                try:
+                    kind, item = items.get_nowait()
+                except queue.Empty:
+                    arrived.clear()
+                    if items.empty():
+                        await arrived.wait()
+                    continue
                 if kind == "event":
                     yield item
                 elif kind == "result":
