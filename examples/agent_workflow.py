@@ -9,9 +9,9 @@ examples/build_notebooks.py). About a minute on 2 CPU cores:
 # %% [markdown]
 # # Speculative thinking inside an agent workflow
 #
-# The chat model cannot call tools (the algorithm hands the pen between two models on
-# keywords of free-form text, which would cut tool-call JSON in two), so in an agent it is the
-# **reasoning step**: a node that thinks, followed by ordinary nodes that act on its answer.
+# Here the chat model is the **reasoning step** of a workflow: a node that thinks, followed by
+# ordinary nodes that act on its answer. (It can also call tools itself: `bind_tools` and
+# `create_agent` work, see examples/agent_tools.py.)
 #
 # The workflow below: `think` answers with speculative thinking, `extract` pulls the final
 # number out of the answer, and when there is none `ask_again` asks once more for just the
