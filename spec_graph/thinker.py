@@ -281,13 +281,9 @@ class SpeculativeThinker:
         try:
             while True:
                 kind, item = events.get()
-                if kind == "event":
-                    yield item
-                elif kind == "result":
-                    yield {"type": "result", "result": item}
+                yield _handed(kind, item)
+                if kind == "result":
                     break
-                else:
-                    raise item
         finally:
             cancel.set()
             if worker is not threading.current_thread():
@@ -332,13 +328,9 @@ class SpeculativeThinker:
                     if items.empty():
                         await arrived.wait()
                     continue
-                if kind == "event":
-                    yield item
-                elif kind == "result":
-                    yield {"type": "result", "result": item}
+                yield _handed(kind, item)
+                if kind == "result":
                     break
-                else:
-                    raise item
         finally:
             cancel.set()
             await ended.wait()  # the worker stops at its next token
@@ -355,3 +347,10 @@ class SpeculativeThinker:
             with contextlib.suppress(BaseException):
                 await task  # the worker stops at the next token and releases the models
             raise
+
+
+def _handed(kind: str, item: Any) -> dict[str, Any]:
+    """A worker's item as the stream's next event (``{"type": "result", ...}`` last); its error raised."""
+    if kind == "error":
+        raise item
+    return item if kind == "event" else {"type": "result", "result": item}

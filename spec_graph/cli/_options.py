@@ -149,6 +149,45 @@ def add_precision_args(parser: Any) -> None:
     )
 
 
+CONFIG_FLAGS = {
+    "probe_tokens": "n1: length of the small model's probe and of a target intervention",
+    "verify_tokens": "n2: extra target tokens after a verification cue",
+    "recap_tokens": "length of the first recap takeover",
+}
+"""Config fields with their own flag (``--probe-tokens``...); ``--set`` reaches every other field."""
+
+
+def add_config_args(parser: Any, *, prefix: str = "", default: str = "the preset's") -> None:
+    """``--probe-tokens``/``--verify-tokens``/``--recap-tokens`` and ``--set FIELD=VALUE``, checked while parsing."""
+    from spec_graph.config import SpeculativeThinkingConfig
+
+    for field, what in CONFIG_FLAGS.items():
+        value = SpeculativeThinkingConfig.model_fields[field].default
+        parser.add_argument(
+            "--" + field.replace("_", "-"),
+            type=field_type(SpeculativeThinkingConfig, field),
+            default=None,
+            metavar="N",
+            help=f"{prefix}{what} (default: {default}, {value})",
+        )
+    parser.add_argument(
+        "--set",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=f"{prefix}any other config field, repeatable (e.g. keyword_matching=inflected, negative_threshold=5, "
+        "opening=true); see docs/how-it-works.md#parameters",
+    )
+
+
+def config_overrides(args: Any) -> dict[str, Any]:
+    """The config fields ``--set`` and the ``CONFIG_FLAGS`` options give (``--set`` first, the flags win)."""
+    overrides: dict[str, Any] = dict(getattr(args, "set", None) or [])
+    overrides.update({k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None})
+    return overrides
+
+
 def add_sampling_args(parser: Any, *, seed: bool = True, from_config: bool = False) -> None:
     """``--temperature``, ``--top-p``, ``--top-k`` (and ``--seed``): checked by ``SamplingParams``.
 

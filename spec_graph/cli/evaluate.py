@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from spec_graph.cli._options import config_overrides
+
 __all__ = ["add_parser", "build_parser", "config_from_args", "main", "run"]
 
 DESCRIPTION = (
@@ -67,14 +69,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """
     from spec_graph.cli._options import (
         OneLineParser,
+        add_config_args,
         add_precision_args,
         add_sampling_args,
-        field_type,
-        key_value,
         model_name,
     )
-    from spec_graph.cli.run import CONFIG_FLAGS
-    from spec_graph.config import SpeculativeThinkingConfig
     from spec_graph.eval.harness import DEFAULT_SYSTEMS
     from spec_graph.eval.runner import PAPER_PROMPT
     from spec_graph.models import DEFAULT_PAIR, PAIRS
@@ -115,22 +114,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--max-new-tokens", type=int, default=256, help="budget of output tokens per answer (default: 256)")
     add_sampling_args(p, seed=False)
     p.add_argument("--samples", type=int, default=1, help="answers per problem (default: 1)")
-    for name, what in CONFIG_FLAGS.items():
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            type=field_type(SpeculativeThinkingConfig, name),
-            default=None,
-            metavar="N",
-            help=f"spec: systems: {what} (default: the system's config)",
-        )
-    p.add_argument(
-        "--set",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="spec: systems: any other config field, repeatable (e.g. keyword_matching=inflected)",
-    )
+    add_config_args(p, prefix="spec: systems: ", default="the system's config")
     p.add_argument(
         "--prompt-template",
         default=PAPER_PROMPT,
@@ -220,7 +204,7 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None
         top_p=args.top_p,
         top_k=args.top_k,
         prompt_template=args.prompt_template,
-        spec_overrides=_spec_overrides(args),
+        spec_overrides=config_overrides(args),
         out=out,
         progress=not args.no_progress,
         plots=not args.no_plots,
@@ -228,15 +212,6 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None
         interleave=args.interleave,
         extra={"command": command},
     )
-
-
-def _spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields ``--set`` and ``--probe-tokens``/``--verify-tokens``/``--recap-tokens`` give."""
-    from spec_graph.cli.run import CONFIG_FLAGS
-
-    overrides: dict[str, Any] = dict(getattr(args, "set", None) or [])
-    overrides.update({k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None})
-    return overrides
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -247,7 +222,7 @@ def _command(args: argparse.Namespace) -> str:
         value = getattr(args, dest, None)
         if value is not None:
             parts += ["--" + dest.replace("_", "-"), str(value)]
-    for field, value in _spec_overrides(args).items():
+    for field, value in config_overrides(args).items():
         parts += ["--set", f"{field}={value}"]
     if getattr(args, "interleave", False):
         parts.append("--interleave")

@@ -8,8 +8,10 @@ import sys
 from typing import Any
 
 from spec_graph.cli._options import (
+    add_config_args,
     add_precision_args,
     add_sampling_args,
+    config_overrides,
     device,
     field_type,
     key_value,
@@ -46,13 +48,6 @@ of the preset where the policy is None)."""
 PAPER_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
 _policy = policy  # the check's former name here (tests/unit_tests/test_step_policies.py imports it)
-
-CONFIG_FLAGS = {
-    "probe_tokens": "n1: length of the small model's probe and of a target intervention",
-    "verify_tokens": "n2: extra target tokens after a verification cue",
-    "recap_tokens": "length of the first recap takeover",
-}
-"""Config fields with their own flag (``--probe-tokens``...); ``--set`` reaches every other field."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -128,24 +123,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="a setting of the policy, repeatable (e.g. stretch_tokens=16, scope=probe, gate=0.5, step_tokens=40); "
         "see docs/policies.md for each policy's settings",
     )
-    for field, what in CONFIG_FLAGS.items():
-        default = SpeculativeThinkingConfig.model_fields[field].default
-        algo.add_argument(
-            "--" + field.replace("_", "-"),
-            type=field_type(SpeculativeThinkingConfig, field),
-            default=None,
-            metavar="N",
-            help=f"{what} (default: the preset's, {default})",
-        )
-    algo.add_argument(
-        "--set",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="any other config field, repeatable (e.g. keyword_matching=inflected, negative_threshold=5, "
-        "opening=true); see docs/how-it-works.md#parameters",
-    )
+    add_config_args(algo)
     gen = p.add_argument_group("generation")
     gen.add_argument(
         "--max-new-tokens",
@@ -180,10 +158,7 @@ def build_config(args: argparse.Namespace) -> Any:
     from spec_graph.config_errors import one_line
     from spec_graph.policies import POLICIES
 
-    overrides: dict[str, Any] = dict(args.set)
-    for field in CONFIG_FLAGS:
-        if getattr(args, field) is not None:
-            overrides[field] = getattr(args, field)
+    overrides = config_overrides(args)
     overrides.update(max_new_tokens=args.max_new_tokens, temperature=args.temperature)  # the CLI's: 256, greedy
     overrides.update({k: getattr(args, k) for k in ("top_p", "top_k", "seed") if getattr(args, k) is not None})
     chosen, policy_name = PAIR_DEFAULTS[args.pair]
