@@ -312,3 +312,19 @@ def test_a_forced_choice_is_a_grammar_for_local_models() -> None:
     assert isinstance(tool_request({"tools": [add, shout], "tool_choice": "any"}, "qwen").forced_grammar(), Grammar)  # type: ignore[union-attr]
     llm, _ = model_for(CALL)  # scripted models write under no grammar: the instruction alone
     assert "grammar" not in llm._plan([HumanMessage("q")], None, {"tools": [add], "tool_choice": "any"}).constraint
+
+
+def test_create_agent_with_a_structured_response_format() -> None:
+    from langchain.agents import create_agent
+
+    class Answer(BaseModel):
+        """The final answer."""
+
+        value: int
+
+    call = '<tool_call>\n{"name": "Answer", "arguments": {"value": 84}}\n</tool_call>'
+    small = ScriptedGenerator.from_responses([call + EOS], name="qwen-small")
+    big = ScriptedGenerator.from_responses([call + EOS], name="qwen-target")
+    llm = SpeculativeThinkingChatModel(small_model=small, target_model=big, temperature=0, policy="never")
+    out = create_agent(llm, tools=[], response_format=Answer).invoke({"messages": [HumanMessage("What is 12 * 7?")]})
+    assert out["structured_response"] == Answer(value=84)
