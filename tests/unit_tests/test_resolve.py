@@ -39,9 +39,13 @@ def test_a_generator_passes_through_without_loading() -> None:
     assert is_generator(lazy) and not is_generator(Lazy) and not is_generator("smollm2-135m-instruct")
 
 
-def test_names_folders_and_hub_ids_make_one_local_generator_each(tmp_path: Path) -> None:
+def test_names_folders_and_hub_ids_make_one_local_generator_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spec_graph.generators import resolve
     from spec_graph.generators.hf import HFGenerator
 
+    monkeypatch.setattr(resolve, "_GENERATORS", {})  # a fresh process's cache (other tests load these models)
     gen = resolve_generator("smollm2-135m-instruct")
     assert isinstance(gen, HFGenerator) and gen._model is None  # nothing loaded
     assert resolve_generator("smollm2-135m-instruct") is gen
