@@ -17,7 +17,7 @@ from spec_graph.generators.grammar import Grammar
 from spec_graph.generators.resolve import resolve_generator
 from spec_graph.graph.builder import build_graph, recursion_limit
 from spec_graph.graph.state import EventCallback, SpecContext
-from spec_graph.policies import TriggerPolicy, build_policy
+from spec_graph.policies import TriggerPolicy
 from spec_graph.result import THINK_END, SpecResult, split_reasoning
 
 __all__ = ["THINK_END", "SpecResult", "SpeculativeThinker", "normalize_messages", "split_reasoning"]
@@ -216,7 +216,7 @@ class SpeculativeThinker:
 
         ctx = SpecContext.open(  # may raise: bad input, a policy the models cannot serve
             self.small, self.target, messages, cfg, stop=stop, on_event=on_text, cancel=cancel,
-            policy=own or build_policy(cfg.policy), tools=tools, grammar=grammar,
+            policy=own, tools=tools, grammar=grammar,
             response_format=response_format,
         )  # fmt: skip
         run_config = {**run_config, "recursion_limit": recursion_limit(cfg.max_new_tokens)}
